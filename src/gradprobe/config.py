@@ -1,0 +1,83 @@
+"""Every tunable number of gradprobe, in one place.
+
+Steps, tolerances, noise-estimation settings and report sizes live here so
+that the modules that use them stay free of magic literals. Values are
+documented where they are defined; the README's "verdict rules" section
+explains how they combine.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: Methods accepted by ``check`` / ``numerical_gradient``.
+METHODS = ("central", "forward", "richardson", "complex")
+#: Modes accepted by ``check``.
+MODES = ("full", "sample")
+#: Backends accepted by ``check`` (``auto`` picks the fastest available).
+BACKENDS = ("auto", "python")
+
+#: Floating dtypes a parameter may have (others are rejected with TypeError).
+PARAM_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+#: Dtype used for evaluation when ``upcast=True`` and a parameter is narrower.
+UPCAST_DTYPE = np.dtype(np.float64)
+
+#: Order of accuracy of each method's truncation error; the automatic step is
+#: ``noise_rel ** (1 / (order + 1)) * max(1, |x|)`` (the step that balances
+#: rounding against truncation when derivatives vary on the scale of ``x``).
+METHOD_ORDER = {"forward": 1, "central": 2, "richardson": 4}
+#: Loss evaluations per entry of each method.
+EVALS_PER_ENTRY = {"forward": 1, "central": 2, "richardson": 4, "complex": 1}
+#: Complex-step size relative to ``max(1, |x|)``: no cancellation, so tiny.
+COMPLEX_STEP = 1e-20
+
+#: Safety factor applied to the estimated noise of ``f`` in error bars:
+#: rounding errors are bounded, not Gaussian, and one noise estimate serves
+#: every entry, so the bar is a generous multiple of it.
+NOISE_SAFETY = 8.0
+#: Floor on the noise of one evaluation, in units of ``eps * |f|``.
+NOISE_FLOOR_ULPS = 2.0
+#: Points (``2 * NOISE_HALF_POINTS + 1``) along a random direction used to
+#: estimate the noise of ``f`` (Moré & Wild's ECnoise difference table).
+NOISE_HALF_POINTS = 4
+#: Highest difference order examined by the noise estimator.
+NOISE_MAX_ORDER = 6
+#: First spacing of the noise probe, as a power of the evaluation epsilon.
+NOISE_SPACING_POWER = 0.25
+#: Factor by which the probe spacing changes when a try is inconclusive.
+NOISE_SPACING_FACTOR = 100.0
+#: Tries of the noise probe before falling back to the floor.
+NOISE_TRIES = 3
+#: Cap on the relative noise used to choose steps: a noisier loss cannot be
+#: differentiated reliably and gets flagged through its error bars instead.
+MAX_NOISE_REL = 1e-4
+
+#: Default relative tolerance, keyed by the lower of the gradient's and the
+#: parameter's precision (float64 flags a 1 % error with 1000x margin).
+DEFAULT_RTOL = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 1e-3,
+                np.dtype(np.float16): 3e-2}
+#: Default absolute tolerance as a fraction of the largest gradient entry of
+#: the same parameter: it absorbs the rounding of near-zero entries, whose
+#: error follows the size of the terms that cancelled, not their own size.
+DEFAULT_ATOL_FRACTION = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e-4,
+                         np.dtype(np.float16): 1e-2}
+
+#: A failing entry is a kink when its one-sided derivatives bracket the
+#: analytic value and differ by more than this fraction of their size (a
+#: smooth function's one-sided derivatives differ only by about h * f'').
+KINK_MIN_JUMP = 1e-3
+
+#: When an entry fails with a central or forward difference, it is
+#: re-estimated with a Richardson difference before being reported; at most
+#: this many entries per parameter are re-estimated (the worst first).
+CONFIRM_LIMIT = 1024
+
+#: Default number of entries drawn from every parameter in ``mode="sample"``.
+DEFAULT_SAMPLES = 32
+
+#: Number of worst entries listed under the table in ``str(report)``.
+REPORT_WORST = 5
+#: Significant digits of numbers in ``str(report)``.
+REPORT_DIGITS = 4
+
+#: Relative agreement needed to call a failure "scaled", "transposed" etc.
+DIAGNOSIS_FIT = 1e-2

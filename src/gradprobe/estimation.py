@@ -1,0 +1,73 @@
+"""Numerical derivative estimates at chosen entries: stencil x engine.
+
+This is the one place where a stencil's points are handed to an engine and
+the losses coming back are turned into estimates, so every engine and every
+check mode share it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .engines.base import Engine
+from .problem import Problem
+from .stencils import Estimate, Stencil, step_size
+
+
+def select_entries(size: int, samples: int | None, seed: int, param: int) -> np.ndarray:
+    """Flat indices to check: all of them, or ``samples`` drawn without replacement.
+
+    The draw depends only on ``seed``, the parameter's position and its size,
+    so a check is reproducible.
+
+    Examples
+    --------
+    >>> select_entries(5, None, 0, 0)
+    array([0, 1, 2, 3, 4])
+    >>> len(select_entries(1000, 10, 0, 0))
+    10
+    """
+    if samples is None or samples >= size:
+        return np.arange(size, dtype=np.int64)
+    rng = np.random.default_rng([seed, param, 0x73616D70])
+    return np.sort(rng.choice(size, size=samples, replace=False)).astype(np.int64)
+
+
+def estimate_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int,
+                     entries: np.ndarray, eps: float | None) -> Estimate:
+    """Numerical derivatives of ``f`` with respect to ``entries`` of parameter ``param``.
+
+    Raises
+    ------
+    ValueError
+        When ``f`` returns a non-finite loss at a perturbed point (the message
+        names the parameter, the entry and the perturbed value).
+    """
+    flat = problem.working[param].reshape(-1)
+    x = flat[entries]
+    x_real = x.real if np.iscomplexobj(x) else x
+    h = step_size(x_real, stencil.method, problem.noise_rel, eps)
+    points = stencil.points(x_real, h).astype(flat.dtype, copy=False)
+    losses = engine.evaluate(problem, param, entries, points)
+    finite = np.isfinite(losses)
+    if not finite.all():
+        row, col = (int(v) for v in np.argwhere(~finite)[0])
+        raise ValueError(
+            f"f returned {losses[row, col]!r} {problem.describe_point(param, int(entries[row]), points[row, col])} "
+            f"(step {h[row]:.3g} from {x_real[row]!r}); the loss must be finite near the "
+            "checked point: pass a smaller eps, or check a point further from the "
+            "domain boundary")
+    eps_eval = float(np.finfo(problem.eval_dtype).eps)
+    return stencil.estimate(losses, x_real, points, problem.f0, problem.noise.level, eps_eval)
+
+
+def merge(base: Estimate, positions: np.ndarray, better: Estimate) -> Estimate:
+    """``base`` with the entries at ``positions`` replaced by ``better``'s."""
+    def put(target: np.ndarray | None, source: np.ndarray | None) -> np.ndarray | None:
+        if target is None or source is None:
+            return target
+        out = target.copy()
+        out[positions] = source
+        return out
+
+    return Estimate(put(base.value, better.value), put(base.error_bar, better.error_bar),
+                    put(base.left, better.left), put(base.right, better.right))

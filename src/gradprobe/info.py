@@ -1,0 +1,50 @@
+"""Version and the engines available in this installation."""
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from typing import Any
+
+try:
+    __version__ = metadata.version("gradprobe")
+except metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
+
+
+def info() -> dict[str, Any]:
+    """Version, platform and the state of every engine.
+
+    Returns
+    -------
+    dict
+        ``{"gradprobe": version, "python": ..., "numpy": ..., "engines":
+        {name: "available" | "unavailable: reason"}}``.
+
+    Examples
+    --------
+    >>> import gradprobe as gp
+    >>> gp.info()["engines"]["python"]
+    'available'
+    """
+    import numpy
+
+    engines: dict[str, str] = {"python": "available"}
+    try:
+        import numba
+        engines["numba"] = f"installed (numba {numba.__version__}); engine not yet available"
+    except ImportError as exc:  # pragma: no cover - numba is a dependency
+        engines["numba"] = f"unavailable: {exc}"
+    return {
+        "gradprobe": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "engines": engines,
+    }
+
+
+def format_info(data: dict[str, Any]) -> str:
+    """The text printed by ``python -m gradprobe info``."""
+    lines = [f"gradprobe {data['gradprobe']} (Python {data['python']}, NumPy {data['numpy']})",
+             "engines:"]
+    lines += [f"  {name:8s} {state}" for name, state in data["engines"].items()]
+    return "\n".join(lines)

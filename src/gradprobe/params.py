@@ -1,0 +1,244 @@
+"""Parameter structures: one array, a tuple/list of arrays, or a dict of arrays.
+
+:class:`ParamSet` validates what the user passed, names every parameter,
+makes the private working copies that the engines perturb (the user's arrays
+are never written), calls ``f`` with the right convention, and rebuilds
+results in the user's structure.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from . import config
+
+Structure = Any  # np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]
+
+
+def _positional_names(f: Callable[..., Any], count: int) -> list[str] | None:
+    """Names of the first ``count`` positional parameters of ``f``, if knowable."""
+    target = getattr(f, "py_func", f)  # numba dispatchers keep the Python function
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return None
+    names = []
+    for p in signature.parameters.values():
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            names.append(p.name)
+        else:
+            break
+    return names[:count] if len(names) >= count else None
+
+
+def _as_param_array(value: Any, name: str) -> np.ndarray:
+    """Validate one parameter and return it as an ndarray (no copy if possible)."""
+    if isinstance(value, np.ndarray):
+        array = value
+    elif isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"parameter {name!r}: bool is not a differentiable parameter")
+    elif isinstance(value, (int, float, np.number, list, tuple)):
+        array = np.asarray(value)
+        if array.dtype.kind in "iu":
+            array = array.astype(np.float64)
+    else:
+        raise TypeError(
+            f"parameter {name!r} must be a NumPy array, got {type(value).__name__}")
+    if array.dtype.kind == "c":
+        raise TypeError(
+            f"parameter {name!r} has complex dtype {array.dtype}; gradprobe checks "
+            "gradients of real losses with respect to real parameters")
+    if array.dtype not in config.PARAM_DTYPES:
+        allowed = ", ".join(str(d) for d in config.PARAM_DTYPES)
+        raise TypeError(
+            f"parameter {name!r} has dtype {array.dtype}; expected a floating dtype "
+            f"({allowed})")
+    if array.size == 0:
+        raise ValueError(f"parameter {name!r} is empty (shape {array.shape})")
+    if not np.all(np.isfinite(array)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        raise ValueError(
+            f"parameter {name!r} contains a non-finite value ({array[bad]!r} at "
+            f"index {bad}); gradients can only be checked at finite points")
+    return array
+
+
+@dataclass(frozen=True)
+class ParamSet:
+    """The user's parameters, validated and named.
+
+    Attributes
+    ----------
+    kind : {"single", "sequence", "dict"}
+        How ``params`` was given, which fixes how ``f`` is called.
+    names : list of str
+        One name per parameter (dict keys, or ``f``'s argument names).
+    arrays : list of ndarray
+        The user's arrays, read but never written.
+    sequence_type : type
+        ``tuple`` or ``list`` for ``kind="sequence"``.
+    """
+
+    kind: str
+    names: list[str]
+    arrays: list[np.ndarray]
+    sequence_type: type = tuple
+
+    @classmethod
+    def from_user(cls, params: Structure, f: Callable[..., Any]) -> "ParamSet":
+        """Validate ``params`` and name each parameter."""
+        if isinstance(params, Mapping):
+            if not params:
+                raise ValueError("params is an empty dict: nothing to check")
+            names = [str(k) for k in params.keys()]
+            for key in params.keys():
+                if not isinstance(key, str):
+                    raise TypeError(f"params dict keys must be str, got {key!r}")
+            arrays = [_as_param_array(v, k) for k, v in params.items()]
+            return cls("dict", names, arrays)
+        if isinstance(params, (tuple, list)):
+            if not params:
+                raise ValueError("params is an empty sequence: nothing to check")
+            names = _positional_names(f, len(params)) or [
+                f"params[{i}]" for i in range(len(params))]
+            arrays = [_as_param_array(v, n) for v, n in zip(params, names)]
+            return cls("sequence", names, arrays, type(params))
+        names = _positional_names(f, 1) or ["x"]
+        return cls("single", names, [_as_param_array(params, names[0])])
+
+    # -- calling f --------------------------------------------------------
+    def call(self, f: Callable[..., Any], arrays: Sequence[np.ndarray],
+             args: tuple) -> Any:
+        """Call ``f`` on ``arrays`` (same order as :attr:`names`) with the user's convention."""
+        if self.kind == "dict":
+            return f(*args, **dict(zip(self.names, arrays)))
+        return f(*arrays, *args)
+
+    def rebuild(self, arrays: Sequence[np.ndarray]) -> Structure:
+        """Arrange ``arrays`` in the structure the user gave ``params`` in."""
+        if self.kind == "dict":
+            return dict(zip(self.names, arrays))
+        if self.kind == "sequence":
+            return self.sequence_type(arrays)
+        return arrays[0]
+
+    # -- gradients ----------------------------------------------------------
+    def match(self, grads: Structure, what: str = "grads") -> list[np.ndarray]:
+        """Validate that ``grads`` has the structure and shapes of the parameters.
+
+        Returns the gradient arrays in parameter order. Raises ``TypeError``
+        for a structure mismatch or a non-floating dtype and ``ValueError``
+        for a shape mismatch, naming the parameter.
+        """
+        if self.kind == "dict":
+            if not isinstance(grads, Mapping):
+                raise TypeError(
+                    f"{what} must be a dict with keys {self.names} like params, got "
+                    f"{type(grads).__name__}")
+            missing = [n for n in self.names if n not in grads]
+            extra = [k for k in grads if k not in self.names]
+            if missing or extra:
+                raise ValueError(
+                    f"{what} keys do not match params: missing {missing}, unexpected {extra}")
+            values = [grads[n] for n in self.names]
+        elif self.kind == "sequence":
+            if not isinstance(grads, (tuple, list)):
+                raise TypeError(
+                    f"{what} must be a tuple/list of {len(self.names)} arrays like "
+                    f"params, got {type(grads).__name__}")
+            if len(grads) != len(self.names):
+                raise ValueError(
+                    f"{what} has {len(grads)} entries but params has {len(self.names)} "
+                    f"({', '.join(self.names)})")
+            values = list(grads)
+        else:
+            if isinstance(grads, (tuple, list, Mapping)) and not _is_flat_numbers(grads):
+                raise TypeError(
+                    f"params is a single array, so {what} must be a single array too, "
+                    f"got {type(grads).__name__}")
+            values = [grads]
+        out = []
+        for name, param, value in zip(self.names, self.arrays, values):
+            try:
+                array = np.asarray(value)
+            except Exception as exc:  # ragged lists and the like
+                raise TypeError(f"{what} for parameter {name!r} is not an array: {exc}") from exc
+            if array.dtype.kind not in "fiu":
+                raise TypeError(
+                    f"{what} for parameter {name!r} has dtype {array.dtype}; expected "
+                    "a real floating dtype")
+            if array.shape != param.shape:
+                hint = ""
+                if array.shape == param.shape[::-1] and array.ndim >= 2:
+                    hint = " (it looks transposed)"
+                raise ValueError(
+                    f"{what} for parameter {name!r} has shape {array.shape}, but the "
+                    f"parameter has shape {param.shape}{hint}")
+            out.append(array)
+        return out
+
+
+def _is_flat_numbers(value: Any) -> bool:
+    """True for a (nested) list of numbers, which is a valid single array."""
+    if isinstance(value, Mapping):
+        return False
+    try:
+        return np.asarray(value).dtype.kind in "fiu"
+    except (ValueError, TypeError):
+        return False
+
+
+def working_dtype(dtype: np.dtype, upcast: bool) -> np.dtype:
+    """The dtype a parameter is evaluated in: float64 when upcasting a narrower one."""
+    if upcast and dtype.itemsize < config.UPCAST_DTYPE.itemsize:
+        return config.UPCAST_DTYPE
+    return dtype
+
+
+def upcast_args(args: tuple) -> tuple:
+    """Widen narrow floating ndarrays among ``args`` to float64 (values are exact)."""
+    out = []
+    for a in args:
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f" and \
+                a.dtype.itemsize < config.UPCAST_DTYPE.itemsize:
+            out.append(a.astype(config.UPCAST_DTYPE))
+        else:
+            out.append(a)
+    return tuple(out)
+
+
+def loss_value(value: Any, *, context: str, allow_complex: bool = False) -> float | complex:
+    """Turn what ``f`` returned into a Python scalar, or raise a clear error.
+
+    ``context`` says where ``f`` was evaluated (e.g. "at the unperturbed
+    point" or "with W[2, 3] = 0.51") and is part of every message.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"f returned a bool {context}; it must return a scalar loss")
+    if isinstance(value, (int, float, complex, np.number)):
+        scalar = value
+    else:
+        try:
+            array = np.asarray(value)
+        except Exception as exc:
+            raise TypeError(
+                f"f returned {type(value).__name__} {context}; it must return a scalar loss"
+            ) from exc
+        if array.dtype.kind not in "fiuc":
+            raise TypeError(
+                f"f returned {type(value).__name__} of dtype {array.dtype} {context}; "
+                "it must return a scalar loss")
+        if array.size != 1:
+            raise ValueError(
+                f"f returned an array of shape {array.shape} {context}; it must return a "
+                "scalar loss (sum or average the outputs into the loss you train on; to "
+                "check a vector-valued function, take a random projection of it)")
+        scalar = array.reshape(()).item()
+    if isinstance(scalar, (complex, np.complexfloating)) and not allow_complex:
+        if np.imag(scalar) != 0:
+            raise TypeError(f"f returned a complex value {context}; the loss must be real")
+        scalar = np.real(scalar)
+    return scalar

@@ -1,0 +1,209 @@
+"""The numerical problem: ``f``, private working copies, and the base point.
+
+:func:`prepare` does everything that happens once per call before any entry
+is perturbed: it evaluates ``f`` at the unperturbed point (so a broken ``f``
+fails early, with its own exception), decides the evaluation dtype (float64
+for narrow parameters when upcasting works), probes complex-step support,
+and measures the noise of ``f``. Engines then perturb the working copies in
+:class:`Problem`, never the user's arrays.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import config
+from .noise import NoiseEstimate, estimate_noise
+from .params import ParamSet, loss_value, upcast_args, working_dtype
+
+
+@dataclass
+class Problem:
+    """Everything an engine needs to evaluate perturbed losses.
+
+    Attributes
+    ----------
+    f : callable
+        The user's loss.
+    paramset : ParamSet
+        Names, structure and the user's (read-only to us) arrays.
+    args : tuple
+        Extra positional arguments for ``f`` (upcast when the parameters are).
+    working : list of ndarray
+        Private C-contiguous copies of the parameters in the evaluation dtype
+        (complex for the complex step). Engines perturb these or copies of them.
+    f0 : float
+        The loss at the unperturbed point (real part for the complex step).
+    eval_dtype : numpy.dtype
+        Precision the loss is computed in.
+    upcast : bool
+        True when narrow parameters are evaluated in float64.
+    noise : NoiseEstimate
+        Noise of one evaluation of ``f``.
+    notes : list of str
+        Remarks for the report (e.g. why upcasting was not possible).
+    evaluations : int
+        Loss evaluations spent so far (base point, probes, entries).
+    """
+
+    f: Callable[..., Any]
+    paramset: ParamSet
+    args: tuple
+    working: list[np.ndarray]
+    f0: float
+    eval_dtype: np.dtype
+    upcast: bool
+    noise: NoiseEstimate
+    complex_step: bool = False
+    notes: list[str] = field(default_factory=list)
+    evaluations: int = 0
+
+    @property
+    def names(self) -> list[str]:
+        """Parameter names, in order."""
+        return self.paramset.names
+
+    def loss(self, arrays: Sequence[np.ndarray], context: str) -> float | complex:
+        """Evaluate ``f`` at ``arrays`` and validate the result."""
+        self.evaluations += 1
+        return loss_value(self.paramset.call(self.f, arrays, self.args),
+                          context=context, allow_complex=self.complex_step)
+
+    @property
+    def noise_rel(self) -> float:
+        """Relative noise of one evaluation, at least the evaluation epsilon."""
+        eps = float(np.finfo(self.eval_dtype).eps)
+        rel = self.noise.level / max(abs(self.f0), np.finfo(np.float64).tiny)
+        return float(min(max(rel, eps), config.MAX_NOISE_REL))
+
+    def describe_point(self, param: int, flat_index: int, value: Any) -> str:
+        """Human-readable 'with W[1, 2] = 0.5' for error messages."""
+        shape = self.paramset.arrays[param].shape
+        index = np.unravel_index(flat_index, shape) if shape else ()
+        return f"with {format_entry(self.names[param], index)} = {value!r}"
+
+
+def format_entry(name: str, index: Sequence[int]) -> str:
+    """``W[1, 2]`` for a parameter name and an index tuple (``b`` for 0-d)."""
+    if len(index) == 0:
+        return name
+    return f"{name}[{', '.join(str(int(i)) for i in index)}]"
+
+
+def _result_dtype(raw: Any, fallback: np.dtype) -> np.dtype:
+    """Precision of what ``f`` returned (Python floats count as float64)."""
+    if isinstance(raw, (np.ndarray, np.generic)) and raw.dtype.kind in "fc":
+        return np.finfo(raw.dtype).dtype
+    if isinstance(raw, float):
+        return np.dtype(np.float64)
+    return fallback
+
+
+def prepare(f: Callable[..., Any], paramset: ParamSet, args: tuple, *,
+            upcast: bool, complex_step: bool, seed: int) -> Problem:
+    """Evaluate the base point, pick the evaluation dtype, and measure noise.
+
+    Exceptions raised by ``f`` at the unperturbed point propagate unchanged.
+    """
+    native = [np.ascontiguousarray(a).copy() for a in paramset.arrays]
+    raw = paramset.call(f, native, args)
+    f0 = loss_value(raw, context="at the unperturbed point")
+    if not np.isfinite(f0):
+        raise ValueError(f"f returned {f0!r} at the unperturbed point; the loss must be finite")
+    native_dtype = min((a.dtype for a in native), key=lambda d: d.itemsize)
+    eval_dtype = np.dtype(np.float64) if native_dtype.itemsize >= 8 else \
+        _result_dtype(raw, native_dtype)
+    evaluations = 1
+    notes: list[str] = []
+    working, used_args, did_upcast = native, args, False
+
+    wants_upcast = upcast and any(
+        working_dtype(a.dtype, True) != a.dtype for a in native)
+    if wants_upcast:
+        wide = [a.astype(working_dtype(a.dtype, True)) for a in native]
+        wide_args = upcast_args(args)
+        narrow = ", ".join(n for n, a in zip(paramset.names, native)
+                           if a.dtype.itemsize < config.UPCAST_DTYPE.itemsize)
+        try:
+            raw_wide = paramset.call(f, wide, wide_args)
+            evaluations += 1
+            f0_wide = loss_value(raw_wide, context="at the unperturbed point (upcast)")
+        except Exception as exc:  # f refused float64 input: evaluate natively
+            notes.append(f"{narrow} evaluated in their own dtype: f raised "
+                         f"{type(exc).__name__} for float64 input")
+        else:
+            if np.isfinite(f0_wide):
+                working, used_args, f0, did_upcast = wide, wide_args, f0_wide, True
+                eval_dtype = _result_dtype(raw_wide, config.UPCAST_DTYPE)
+                if eval_dtype.itemsize < 8:
+                    notes.append(f"{narrow} upcast to float64, but f returned "
+                                 f"{eval_dtype}: the error bars use {eval_dtype} noise")
+                else:
+                    notes.append(f"{narrow} evaluated in float64 (upcast); pass "
+                                 "upcast=False to evaluate in the parameters' dtype")
+            else:
+                notes.append(f"{narrow} evaluated in their own dtype: f returned "
+                             f"{f0_wide!r} for float64 input")
+
+    if complex_step:
+        working = [a.astype(np.result_type(a.dtype, np.complex64)) for a in working]
+        _probe_complex(f, paramset, working, used_args)
+        evaluations += 1
+
+    problem = Problem(f, paramset, used_args, [np.ascontiguousarray(a) for a in working],
+                      float(f0), eval_dtype, did_upcast,
+                      NoiseEstimate(0.0, False, 0), complex_step, notes, evaluations)
+    problem.noise = _measure_noise(problem, seed)
+    problem.evaluations += problem.noise.evaluations
+    if not problem.noise.measured:
+        notes.append("noise of f could not be measured; error bars assume "
+                     f"{config.NOISE_FLOOR_ULPS:g} ulp of |f|")
+    return problem
+
+
+def _probe_complex(f: Callable[..., Any], paramset: ParamSet,
+                   working: list[np.ndarray], args: tuple) -> None:
+    """Check that ``f`` carries an imaginary perturbation through to its result."""
+    probe = [a.copy() for a in working]
+    flat = probe[0].reshape(-1)
+    flat[0] = flat[0] + 1j * config.COMPLEX_STEP * max(1.0, abs(flat[0].real))
+    name = paramset.names[0]
+    hint = ("method='complex' needs an f written for complex input (no abs(), "
+            "np.real, comparisons or real-typed buffers on the path of the parameters)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", np.exceptions.ComplexWarning)
+            raw = paramset.call(f, probe, args)
+    except Exception as exc:
+        raise TypeError(f"{hint}; calling f with complex {name!r} raised "
+                        f"{type(exc).__name__}: {exc}") from exc
+    value = np.asarray(raw)
+    if value.dtype.kind != "c":
+        raise TypeError(f"{hint}; f returned a real {value.dtype} for complex {name!r}, "
+                        "so the imaginary part of the step was dropped")
+
+
+def _measure_noise(problem: Problem, seed: int) -> NoiseEstimate:
+    """Noise of ``f`` along a random direction through all parameters."""
+    rng = np.random.default_rng([seed, 0x6E6F6973])
+    base = [a.real.astype(np.float64) for a in problem.working]
+    direction = [rng.standard_normal(a.shape) * np.maximum(1.0, np.abs(a)) for a in base]
+    norm = np.sqrt(sum(float(np.sum(d * d)) for d in direction))
+    direction = [d / norm for d in direction]
+    real_dtypes = [a.real.dtype for a in problem.working]
+    eps = float(np.finfo(problem.eval_dtype).eps)
+    floor = config.NOISE_FLOOR_ULPS * eps * max(abs(problem.f0), np.finfo(np.float64).tiny)
+
+    def loss_along(t: float) -> float:
+        arrays = [(b + t * d).astype(dt) for b, d, dt in zip(base, direction, real_dtypes)]
+        if problem.complex_step:
+            arrays = [a.astype(w.dtype) for a, w in zip(arrays, problem.working)]
+        value = loss_value(problem.paramset.call(problem.f, arrays, problem.args),
+                           context="while measuring the noise of f",
+                           allow_complex=problem.complex_step)
+        return float(np.real(value))
+
+    return estimate_noise(loss_along, eps ** config.NOISE_SPACING_POWER, floor)

@@ -1,0 +1,331 @@
+"""Check reports: per-parameter results, a readable table, and a JSON dict.
+
+``str(report)`` never prints a whole matrix: one row per parameter, then the
+few worst entries with their analytic and numerical values, error bars and
+any diagnosis.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import config
+
+
+def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(int(flat), shape)) if shape else ()
+
+
+def _fmt(value: float) -> str:
+    if value is None:
+        return "-"
+    if not np.isfinite(value):
+        return str(value)
+    return f"{value:.{config.REPORT_DIGITS}g}"
+
+
+def _entry(name: str, index: tuple[int, ...]) -> str:
+    return f"{name}[{', '.join(map(str, index))}]" if index else name
+
+
+@dataclass
+class ParamReport:
+    """The result of checking one parameter.
+
+    Attributes
+    ----------
+    name : str
+        The parameter's name (dict key or ``f``'s argument name).
+    shape : tuple of int
+    dtype : str
+        The parameter's dtype as given by the user.
+    checked : int
+        Number of entries compared.
+    failed : int
+        Number of failing entries (kinks excluded).
+    max_abs_error, max_rel_error : float
+        Largest ``|a - n|`` and ``|a - n| / max(|a|, |n|)`` over checked
+        entries that are not kinks.
+    worst_index : tuple of int or None
+        The entry that is furthest outside (or least inside) its allowance.
+    failed_indices : list of tuple of int
+        Every failing entry.
+    kinks : list of tuple of int
+        Entries where ``f`` is not differentiable and the analytic value lies
+        between the one-sided derivatives.
+    analytic, numeric, error_bar : ndarray
+        Values at the checked entries: whole arrays of ``shape`` in full mode,
+        1-d arrays aligned with :attr:`indices` otherwise.
+    diagnosis : str or None
+        What kind of bug the failures look like (``None`` when passed).
+    refined : int
+        Failing entries that were re-estimated with a Richardson difference
+        before the verdict.
+    rtol, atol : float
+        Tolerances used for this parameter.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    flat_indices: np.ndarray
+    analytic_flat: np.ndarray
+    numeric_flat: np.ndarray
+    error_bar_flat: np.ndarray
+    abs_error_flat: np.ndarray
+    rel_error_flat: np.ndarray
+    ratio_flat: np.ndarray
+    failed_mask: np.ndarray
+    kink_mask: np.ndarray
+    rtol: float
+    atol: float
+    full: bool
+    refined: int = 0
+    diagnosis: str | None = None
+
+    # -- summary numbers -------------------------------------------------
+    @property
+    def passed(self) -> bool:
+        """True when no entry failed."""
+        return self.failed == 0
+
+    @property
+    def checked(self) -> int:
+        return int(self.flat_indices.size)
+
+    @property
+    def failed(self) -> int:
+        return int(np.count_nonzero(self.failed_mask))
+
+    @property
+    def _smooth(self) -> np.ndarray:
+        return ~self.kink_mask
+
+    @property
+    def max_abs_error(self) -> float:
+        return float(self.abs_error_flat[self._smooth].max(initial=0.0))
+
+    @property
+    def max_rel_error(self) -> float:
+        return float(self.rel_error_flat[self._smooth].max(initial=0.0))
+
+    @property
+    def _worst_position(self) -> int | None:
+        ratio = np.where(self._smooth, self.ratio_flat, -1.0)
+        if ratio.size == 0 or ratio.max() < 0:
+            return None
+        return int(np.argmax(ratio))
+
+    @property
+    def worst_index(self) -> tuple[int, ...] | None:
+        pos = self._worst_position
+        return None if pos is None else _index(self.flat_indices[pos], self.shape)
+
+    @property
+    def failed_indices(self) -> list[tuple[int, ...]]:
+        return [_index(i, self.shape) for i in self.flat_indices[self.failed_mask]]
+
+    @property
+    def kinks(self) -> list[tuple[int, ...]]:
+        return [_index(i, self.shape) for i in self.flat_indices[self.kink_mask]]
+
+    @property
+    def indices(self) -> list[tuple[int, ...]]:
+        """The checked entries, in the order of the 1-d value arrays."""
+        return [_index(i, self.shape) for i in self.flat_indices]
+
+    def _values(self, flat: np.ndarray) -> np.ndarray:
+        return flat.reshape(self.shape) if self.full else flat
+
+    @property
+    def analytic(self) -> np.ndarray:
+        return self._values(self.analytic_flat)
+
+    @property
+    def numeric(self) -> np.ndarray:
+        return self._values(self.numeric_flat)
+
+    @property
+    def error_bar(self) -> np.ndarray:
+        return self._values(self.error_bar_flat)
+
+    # -- presentation -----------------------------------------------------
+    def worst_entries(self, count: int = config.REPORT_WORST) -> list[dict[str, Any]]:
+        """The ``count`` entries with the largest error/allowance ratio."""
+        order = np.argsort(-np.where(np.isnan(self.ratio_flat), np.inf, self.ratio_flat),
+                           kind="stable")[:count]
+        rows = []
+        for pos in order:
+            rows.append({
+                "index": list(_index(self.flat_indices[pos], self.shape)),
+                "analytic": float(self.analytic_flat[pos]),
+                "numeric": float(self.numeric_flat[pos]),
+                "error_bar": float(self.error_bar_flat[pos]),
+                "abs_error": float(self.abs_error_flat[pos]),
+                "rel_error": float(self.rel_error_flat[pos]),
+                "ratio": float(self.ratio_flat[pos]),
+                "status": "kink" if self.kink_mask[pos] else
+                          ("FAIL" if self.failed_mask[pos] else "ok"),
+            })
+        return rows
+
+    def to_dict(self, arrays: bool = False) -> dict[str, Any]:
+        """JSON-serialisable summary (whole value arrays only with ``arrays=True``)."""
+        out: dict[str, Any] = {
+            "name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+            "passed": self.passed, "checked": self.checked, "failed": self.failed,
+            "max_abs_error": _json_float(self.max_abs_error),
+            "max_rel_error": _json_float(self.max_rel_error),
+            "worst_index": None if self.worst_index is None else list(self.worst_index),
+            "failed_indices": [list(i) for i in self.failed_indices],
+            "kinks": [list(i) for i in self.kinks],
+            "diagnosis": self.diagnosis, "refined": self.refined,
+            "rtol": self.rtol, "atol": self.atol,
+            "worst_entries": [{k: _json_float(v) if isinstance(v, float) else v
+                               for k, v in row.items()} for row in self.worst_entries()],
+        }
+        if arrays:
+            out["indices"] = [list(i) for i in self.indices]
+            for key in ("analytic", "numeric", "error_bar"):
+                out[key] = [_json_float(float(v)) for v in getattr(self, f"{key}_flat")]
+        return out
+
+
+def _json_float(value: float) -> float | str:
+    """JSON has no inf/nan: spell them as strings."""
+    return value if np.isfinite(value) else str(value)
+
+
+@dataclass
+class CheckReport:
+    """The result of a gradient check.
+
+    Attributes
+    ----------
+    passed : bool
+        True when every parameter passed.
+    params : dict of str to ParamReport
+        One report per parameter, in the order of ``params``.
+    method, mode, backend : str
+        How the numerical gradient was computed.
+    evaluations : int
+        Loss evaluations spent (base point and noise probe included).
+    seconds : float
+        Wall time of the check.
+    upcast : bool
+        True when narrow parameters were evaluated in float64.
+    noise : float
+        Estimated noise of one evaluation of ``f``.
+    loss : float
+        ``f`` at the unperturbed point.
+    notes : list of str
+        Remarks on how the check ran (upcasting, noise measurement, ...).
+
+    Examples
+    --------
+    >>> import numpy as np, gradprobe as gp
+    >>> report = gp.check(lambda w: np.sum(w ** 2), np.array([1.0, 2.0]), np.array([2.0, 4.0]))
+    >>> report.passed, report.params["w"].checked
+    (True, 2)
+    """
+
+    params: dict[str, ParamReport]
+    method: str
+    mode: str
+    backend: str
+    evaluations: int
+    seconds: float
+    upcast: bool
+    noise: float
+    loss: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(p.passed for p in self.params.values())
+
+    @property
+    def failed(self) -> int:
+        """Failing entries over all parameters."""
+        return sum(p.failed for p in self.params.values())
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self, arrays: bool = False) -> dict[str, Any]:
+        """JSON-serialisable form (``json.dumps(report.to_dict())`` works).
+
+        Parameters
+        ----------
+        arrays : bool
+            Include the analytic/numeric/error-bar value of every checked
+            entry (large for big parameters).
+        """
+        return {
+            "passed": self.passed, "method": self.method, "mode": self.mode,
+            "backend": self.backend, "evaluations": self.evaluations,
+            "seconds": self.seconds, "upcast": self.upcast,
+            "noise": _json_float(self.noise), "loss": _json_float(self.loss),
+            "notes": list(self.notes),
+            "params": {k: p.to_dict(arrays) for k, p in self.params.items()},
+        }
+
+    def __str__(self) -> str:
+        return render(self)
+
+    def __repr__(self) -> str:
+        status = "passed" if self.passed else f"FAILED ({self.failed} entries)"
+        return (f"<CheckReport {status}: {len(self.params)} parameters, method={self.method}, "
+                f"mode={self.mode}, backend={self.backend}>")
+
+
+def render(report: CheckReport) -> str:
+    """The text form of a report: a header, a table, the worst entries."""
+    status = "PASSED" if report.passed else f"FAILED: {report.failed} entries"
+    header = (f"gradprobe check {status}  (method={report.method}, mode={report.mode}, "
+              f"backend={report.backend}, {report.evaluations:,} evaluations, "
+              f"{report.seconds:.3g} s)")
+    columns = ["parameter", "shape", "dtype", "checked", "failed", "kinks",
+               "max abs err", "max rel err", "worst index", "analytic", "numeric"]
+    rows = []
+    for p in report.params.values():
+        pos = p._worst_position
+        rows.append([
+            p.name, str(p.shape), p.dtype, f"{p.checked:,}", f"{p.failed:,}", str(len(p.kinks)),
+            _fmt(p.max_abs_error), _fmt(p.max_rel_error),
+            "-" if p.worst_index is None else str(p.worst_index),
+            "-" if pos is None else _fmt(float(p.analytic_flat[pos])),
+            "-" if pos is None else _fmt(float(p.numeric_flat[pos])),
+        ])
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    numeric_cols = {3, 4, 5, 6, 7}
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in numeric_cols else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    lines = [header, line(columns)]
+    lines += [line(r) for r in rows]
+    diagnosed = [p for p in report.params.values() if p.diagnosis]
+    if diagnosed:
+        lines.append("diagnosis:")
+        lines += [f"  {p.name}: {p.diagnosis}" for p in diagnosed]
+    worst = []
+    for p in report.params.values():
+        for row in p.worst_entries(config.REPORT_WORST):
+            if row["status"] != "ok":
+                worst.append((row["ratio"], p.name, row))
+    if worst:
+        worst.sort(key=lambda t: -t[0])
+        lines.append("worst entries:")
+        for _, name, row in worst[:config.REPORT_WORST]:
+            lines.append(
+                f"  {row['status']:4s} {_entry(name, tuple(row['index']))}: analytic "
+                f"{_fmt(row['analytic'])}, numeric {_fmt(row['numeric'])} "
+                f"± {_fmt(row['error_bar'])} (abs err {_fmt(row['abs_error'])}, "
+                f"rel err {_fmt(row['rel_error'])})")
+    for note in report.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
