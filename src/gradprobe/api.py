@@ -8,15 +8,15 @@ from typing import Any, Callable
 import numpy as np
 
 from . import config
-from .diagnosis import diagnose
+from .diagnosis import diagnose_all
 from .engines import select_engine
 from .errors import GradientCheckError
-from .estimation import estimate_entries, merge, select_entries
+from .estimation import estimate_entries, select_entries
 from .params import ParamSet, Structure
 from .problem import prepare
 from .report import CheckReport, ParamReport
 from .stencils import Stencil
-from .verdict import default_atol, default_rtol, judge
+from .verdict import compare_param
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -223,31 +223,15 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
     for p, (name, array) in enumerate(zip(paramset.names, paramset.arrays)):
         entries = select_entries(array.size, samples if mode == "sample" else None,
                                  int(seed), p)
-        grad = grad_arrays[p]
-        analytic = grad.reshape(-1)[entries].astype(np.float64)
         est = estimate_entries(problem, engine, stencil, p, entries, eps)
-        rtol_p = rtol if rtol is not None else default_rtol(grad.dtype)
-        atol_p = atol if atol is not None else default_atol(grad.dtype, analytic, est.value)
-        verdict = judge(analytic, est, rtol=rtol_p, atol=atol_p)
-        refined = 0
-        if method in ("central", "forward") and verdict.failed.any():
-            # Re-estimate failures with a fourth-order difference before reporting them.
-            positions = np.flatnonzero(verdict.failed)
-            positions = positions[np.argsort(-verdict.ratio[positions], kind="stable")]
-            positions = positions[:config.CONFIRM_LIMIT]
-            better = estimate_entries(problem, engine, Stencil("richardson"), p,
-                                      entries[positions], eps)
-            est = merge(est, positions, better)
-            verdict = judge(analytic, est, rtol=rtol_p, atol=atol_p)
-            refined = int(positions.size)
-        reports[name] = ParamReport(
-            name=name, shape=tuple(array.shape), dtype=str(array.dtype), flat_indices=entries,
-            analytic_flat=analytic, numeric_flat=est.value, error_bar_flat=est.error_bar,
-            abs_error_flat=verdict.abs_error, rel_error_flat=verdict.rel_error,
-            ratio_flat=verdict.ratio, failed_mask=verdict.failed, kink_mask=verdict.kink,
-            rtol=rtol_p, atol=atol_p, full=entries.size == array.size, refined=refined)
-    for r in reports.values():
-        r.diagnosis = diagnose(r, reports.values())
+        refine = None
+        if method in ("central", "forward"):
+            def refine(positions: np.ndarray, p: int = p, entries: np.ndarray = entries):
+                return estimate_entries(problem, engine, Stencil("richardson"), p,
+                                        entries[positions], eps)
+        reports[name] = compare_param(name, array.shape, array.dtype, entries, grad_arrays[p],
+                                      est, rtol=rtol, atol=atol, refine=refine)
+    diagnose_all(reports)
     return CheckReport(params=reports, method=method, mode=mode, backend=engine.name,
                        evaluations=problem.evaluations, seconds=time.perf_counter() - start,
                        upcast=problem.upcast, noise=problem.noise.level, loss=problem.f0,

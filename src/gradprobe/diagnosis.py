@@ -124,3 +124,9 @@ def diagnose(report: ParamReport, others: Iterable[ParamReport] = ()) -> str | N
         return (f"mismatch: {report.failed} of {report.checked} entries wrong with no "
                 f"simple pattern (max rel err {report.max_rel_error:.3g})")
     return _localized(report)
+
+
+def diagnose_all(reports: dict[str, ParamReport]) -> None:
+    """Set :attr:`ParamReport.diagnosis` on every report of one check."""
+    for report in reports.values():
+        report.diagnosis = diagnose(report, reports.values())

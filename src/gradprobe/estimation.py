@@ -59,15 +59,3 @@ def estimate_entries(problem: Problem, engine: Engine, stencil: Stencil, param: 
     eps_eval = float(np.finfo(problem.eval_dtype).eps)
     return stencil.estimate(losses, x_real, points, problem.f0, problem.noise.level, eps_eval)
 
-
-def merge(base: Estimate, positions: np.ndarray, better: Estimate) -> Estimate:
-    """``base`` with the entries at ``positions`` replaced by ``better``'s."""
-    def put(target: np.ndarray | None, source: np.ndarray | None) -> np.ndarray | None:
-        if target is None or source is None:
-            return target
-        out = target.copy()
-        out[positions] = source
-        return out
-
-    return Estimate(put(base.value, better.value), put(base.error_bar, better.error_bar),
-                    put(base.left, better.left), put(base.right, better.right))

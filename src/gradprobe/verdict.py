@@ -15,10 +15,12 @@ is not differentiable there, and the entry is reported apart, not failed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from . import config
+from .report import ParamReport
 from .stencils import Estimate
 
 
@@ -129,3 +131,60 @@ def _at_kink(a: np.ndarray, left: np.ndarray, right: np.ndarray,
                                     config.KINK_MIN_JUMP * np.maximum(np.abs(low), np.abs(high)))
     between = (a >= low - allowance) & (a <= high + allowance)
     return significant & between & np.isfinite(a)
+
+
+def _merge(base: Estimate, positions: np.ndarray, better: Estimate) -> Estimate:
+    """``base`` with the entries at ``positions`` replaced by ``better``'s."""
+    def put(target: np.ndarray | None, source: np.ndarray | None) -> np.ndarray | None:
+        if target is None or source is None:
+            return target
+        out = target.copy()
+        out[positions] = source
+        return out
+
+    return Estimate(put(base.value, better.value), put(base.error_bar, better.error_bar),
+                    put(base.left, better.left), put(base.right, better.right))
+
+
+def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: np.ndarray,
+                  grad: np.ndarray, estimate: Estimate, *, rtol: float | None,
+                  atol: float | None,
+                  refine: Callable[[np.ndarray], Estimate] | None = None) -> ParamReport:
+    """Judge one parameter and wrap the result in a :class:`ParamReport`.
+
+    Parameters
+    ----------
+    name, shape, dtype
+        The parameter's name, shape and (user) dtype.
+    entries : ndarray of int64
+        Flat indices of the checked entries.
+    grad : ndarray
+        The user's whole gradient array for this parameter.
+    estimate : Estimate
+        Numerical derivatives at ``entries``.
+    rtol, atol : float or None
+        User tolerances; ``None`` picks the defaults for ``grad``'s dtype.
+    refine : callable, optional
+        ``refine(positions)`` returns a better (Richardson) estimate of the
+        entries ``entries[positions]``; failing entries are re-estimated with
+        it (worst first, at most ``config.CONFIRM_LIMIT``) before the verdict.
+    """
+    analytic = grad.reshape(-1)[entries].astype(np.float64)
+    rtol_p = rtol if rtol is not None else default_rtol(grad.dtype)
+    atol_p = atol if atol is not None else default_atol(grad.dtype, analytic, estimate.value)
+    verdict = judge(analytic, estimate, rtol=rtol_p, atol=atol_p)
+    refined = 0
+    if refine is not None and verdict.failed.any():
+        positions = np.flatnonzero(verdict.failed)
+        positions = positions[np.argsort(-verdict.ratio[positions], kind="stable")]
+        positions = positions[:config.CONFIRM_LIMIT]
+        estimate = _merge(estimate, positions, refine(positions))
+        verdict = judge(analytic, estimate, rtol=rtol_p, atol=atol_p)
+        refined = int(positions.size)
+    size = int(np.prod(shape, dtype=np.int64))
+    return ParamReport(
+        name=name, shape=tuple(shape), dtype=str(np.dtype(dtype)), flat_indices=entries,
+        analytic_flat=analytic, numeric_flat=estimate.value, error_bar_flat=estimate.error_bar,
+        abs_error_flat=verdict.abs_error, rel_error_flat=verdict.rel_error,
+        ratio_flat=verdict.ratio, failed_mask=verdict.failed, kink_mask=verdict.kink,
+        rtol=rtol_p, atol=atol_p, full=entries.size == size, refined=refined)
