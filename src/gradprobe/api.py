@@ -11,7 +11,7 @@ from . import config
 from .diagnosis import diagnose_all
 from .engines import select_engine
 from .errors import GradientCheckError
-from .estimation import estimate_entries, select_entries
+from .estimation import estimate_entries, one_sided, select_entries
 from .params import ParamSet, Structure
 from .problem import prepare
 from .report import CheckReport, ParamReport
@@ -229,8 +229,13 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
             def refine(positions: np.ndarray, p: int = p, entries: np.ndarray = entries):
                 return estimate_entries(problem, engine, Stencil("richardson"), p,
                                         entries[positions], eps)
+        kink_probe = None
+        if method != "complex":
+            def kink_probe(positions: np.ndarray, p: int = p, entries: np.ndarray = entries):
+                return one_sided(problem, engine, p, entries[positions], eps)
         reports[name] = compare_param(name, array.shape, array.dtype, entries, grad_arrays[p],
-                                      est, rtol=rtol, atol=atol, refine=refine)
+                                      est, rtol=rtol, atol=atol, refine=refine,
+                                      kink_probe=kink_probe)
     diagnose_all(reports)
     return CheckReport(params=reports, method=method, mode=mode, backend=engine.name,
                        evaluations=problem.evaluations, seconds=time.perf_counter() - start,

@@ -65,6 +65,12 @@ DEFAULT_ATOL_FRACTION = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e-4,
 #: analytic value and differ by more than this fraction of their size (a
 #: smooth function's one-sided derivatives differ only by about h * f'').
 KINK_MIN_JUMP = 1e-3
+#: Kink candidates are probed again with one-sided differences at the step
+#: divided by this: a kink's jump stays, a smooth function's shrinks with h.
+KINK_STEP_DIVISOR = 16.0
+#: A candidate is a kink when the jump at the smaller step keeps at least
+#: this fraction of the jump at the larger one (smooth: 1 / KINK_STEP_DIVISOR).
+KINK_JUMP_KEPT = 0.5
 
 #: When an entry fails with a central or forward difference, it is
 #: re-estimated with a Richardson difference before being reported; at most

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import config
 from .engines.base import Engine
 from .problem import Problem
 from .stencils import Estimate, Stencil, step_size
@@ -59,3 +60,21 @@ def estimate_entries(problem: Problem, engine: Engine, stencil: Stencil, param: 
     eps_eval = float(np.finfo(problem.eval_dtype).eps)
     return stencil.estimate(losses, x_real, points, problem.f0, problem.noise.level, eps_eval)
 
+
+
+def one_sided(problem: Problem, engine: Engine, param: int, entries: np.ndarray,
+              eps: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right one-sided derivatives at a step ``KINK_STEP_DIVISOR`` times
+    smaller than the central step: a kink keeps its jump there, a smooth
+    function's one-sided derivatives move together."""
+    flat = problem.working[param].reshape(-1)
+    x = flat[entries]
+    x_real = (x.real if np.iscomplexobj(x) else x).astype(np.float64)
+    h = step_size(x_real, "central", problem.noise_rel, eps) / config.KINK_STEP_DIVISOR
+    points = np.stack([x_real + h, x_real - h], axis=1).astype(flat.dtype)
+    losses = np.real(engine.evaluate(problem, param, entries, points))
+    p = np.real(points).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        right = (losses[:, 0] - problem.f0) / (p[:, 0] - x_real)
+        left = (problem.f0 - losses[:, 1]) / (x_real - p[:, 1])
+    return left, right

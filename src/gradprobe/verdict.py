@@ -133,6 +133,25 @@ def _at_kink(a: np.ndarray, left: np.ndarray, right: np.ndarray,
     return significant & between & np.isfinite(a)
 
 
+def _confirm_kinks(analytic: np.ndarray, estimate: Estimate, verdict: Judgement,
+                   kink_probe: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                   ) -> Judgement:
+    """Keep only the kink candidates whose jump survives a smaller step."""
+    positions = np.flatnonzero(verdict.kink)
+    left, right = kink_probe(positions)
+    a = analytic[positions]
+    allowance = verdict.allowance[positions]
+    jump_before = np.abs(estimate.right[positions] - estimate.left[positions])
+    kept = np.abs(right - left) >= config.KINK_JUMP_KEPT * jump_before
+    confirmed = kept & _at_kink(a, left, right, allowance)
+    kink = verdict.kink.copy()
+    failed = verdict.failed.copy()
+    kink[positions[~confirmed]] = False
+    failed[positions[~confirmed]] = True
+    return Judgement(verdict.abs_error, verdict.rel_error, verdict.allowance, verdict.ratio,
+                     failed, kink, verdict.rtol, verdict.atol)
+
+
 def _merge(base: Estimate, positions: np.ndarray, better: Estimate) -> Estimate:
     """``base`` with the entries at ``positions`` replaced by ``better``'s."""
     def put(target: np.ndarray | None, source: np.ndarray | None) -> np.ndarray | None:
@@ -149,7 +168,9 @@ def _merge(base: Estimate, positions: np.ndarray, better: Estimate) -> Estimate:
 def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: np.ndarray,
                   grad: np.ndarray, estimate: Estimate, *, rtol: float | None,
                   atol: float | None,
-                  refine: Callable[[np.ndarray], Estimate] | None = None) -> ParamReport:
+                  refine: Callable[[np.ndarray], Estimate] | None = None,
+                  kink_probe: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+                  ) -> ParamReport:
     """Judge one parameter and wrap the result in a :class:`ParamReport`.
 
     Parameters
@@ -168,6 +189,12 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
         ``refine(positions)`` returns a better (Richardson) estimate of the
         entries ``entries[positions]``; failing entries are re-estimated with
         it (worst first, at most ``config.CONFIRM_LIMIT``) before the verdict.
+    kink_probe : callable, optional
+        ``kink_probe(positions)`` returns one-sided derivatives ``(left,
+        right)`` at a much smaller step for those entries. Kink candidates
+        are confirmed with it: a kink keeps its jump as the step shrinks, a
+        smooth function with strong curvature does not (and then fails).
+        Without it, candidates are accepted as kinks.
     """
     analytic = grad.reshape(-1)[entries].astype(np.float64)
     rtol_p = rtol if rtol is not None else default_rtol(grad.dtype)
@@ -181,6 +208,8 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
         estimate = _merge(estimate, positions, refine(positions))
         verdict = judge(analytic, estimate, rtol=rtol_p, atol=atol_p)
         refined = int(positions.size)
+    if kink_probe is not None and verdict.kink.any():
+        verdict = _confirm_kinks(analytic, estimate, verdict, kink_probe)
     size = int(np.prod(shape, dtype=np.int64))
     return ParamReport(
         name=name, shape=tuple(shape), dtype=str(np.dtype(dtype)), flat_indices=entries,
