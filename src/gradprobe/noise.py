@@ -111,7 +111,8 @@ def estimate_noise(loss_along: Callable[[float], float], spacing: float,
     offsets = np.arange(-config.NOISE_HALF_POINTS, config.NOISE_HALF_POINTS + 1)
     evaluations = 0
     delta = spacing
-    for _ in range(config.NOISE_TRIES):
+    found: list[float] = []
+    for _ in range(config.NOISE_TRIES + 1):
         values = np.array([loss_along(float(k * delta)) for k in offsets])
         evaluations += values.size
         if not np.all(np.isfinite(values)):
@@ -119,7 +120,28 @@ def estimate_noise(loss_along: Callable[[float], float], spacing: float,
             continue
         level, status = noise_from_table(values)
         if status == 1:
-            return NoiseEstimate(max(level, floor), True, evaluations)
-        delta = delta * config.NOISE_SPACING_FACTOR if status == 2 else \
-            delta / config.NOISE_SPACING_FACTOR
+            found.append(level)
+            if len(found) == 2:
+                break
+            # Confirm at a smaller spacing: true noise does not depend on the
+            # spacing, while a kink crossed by the probe looks like noise that
+            # shrinks with it. The smaller reading wins.
+            delta /= config.NOISE_SPACING_FACTOR
+        elif found:
+            if status == 3:
+                # The first reading did not survive a smaller spacing with a
+                # noise-like table: the probe crossed a kink, not noise.
+                found.clear()
+            break
+        elif len(found) == 0 and evaluations >= config.NOISE_TRIES * values.size:
+            break
+        else:
+            delta = delta * config.NOISE_SPACING_FACTOR if status == 2 else \
+                delta / config.NOISE_SPACING_FACTOR
+    if len(found) == 2 and min(found) < max(found) / np.sqrt(config.NOISE_SPACING_FACTOR):
+        # The reading shrank with the spacing: a kink (or a jump) crossed by the
+        # probe, whose differences scale with the spacing, not noise.
+        found.clear()
+    if found:
+        return NoiseEstimate(max(min(found), floor), True, evaluations)
     return NoiseEstimate(floor, False, evaluations)

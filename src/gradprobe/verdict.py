@@ -154,10 +154,12 @@ def _confirm_kinks(analytic: np.ndarray, estimate: Estimate, verdict: Judgement,
 
 def _merge(base: Estimate, positions: np.ndarray, better: Estimate) -> Estimate:
     """``base`` with the entries at ``positions`` replaced by ``better``'s."""
+    size = base.value.size
+
     def put(target: np.ndarray | None, source: np.ndarray | None) -> np.ndarray | None:
-        if target is None or source is None:
+        if source is None:
             return target
-        out = target.copy()
+        out = np.full(size, np.nan) if target is None else target.copy()
         out[positions] = source
         return out
 
