@@ -53,8 +53,9 @@ def estimate_entries(problem: Problem, engine: Engine, stencil: Stencil, param: 
     if not finite.all():
         row, col = (int(v) for v in np.argwhere(~finite)[0])
         raise ValueError(
-            f"f returned {losses[row, col]!r} {problem.describe_point(param, int(entries[row]), points[row, col])} "
-            f"(step {h[row]:.3g} from {x_real[row]!r}); the loss must be finite near the "
+            f"f returned {losses[row, col].item()!r} "
+            f"{problem.describe_point(param, int(entries[row]), points[row, col])} "
+            f"(step {h[row]:.3g} from {x_real[row].item()!r}); the loss must be finite near the "
             "checked point: pass a smaller eps, or check a point further from the "
             "domain boundary")
     eps_eval = float(np.finfo(problem.eval_dtype).eps)

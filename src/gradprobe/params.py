@@ -218,7 +218,9 @@ def loss_value(value: Any, *, context: str, allow_complex: bool = False) -> floa
     """
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"f returned a bool {context}; it must return a scalar loss")
-    if isinstance(value, (int, float, complex, np.number)):
+    if isinstance(value, np.number):
+        scalar = value.item()
+    elif isinstance(value, (int, float, complex)):
         scalar = value
     else:
         try:

@@ -83,6 +83,8 @@ class Problem:
         """Human-readable 'with W[1, 2] = 0.5' for error messages."""
         shape = self.paramset.arrays[param].shape
         index = np.unravel_index(flat_index, shape) if shape else ()
+        if isinstance(value, np.generic):
+            value = value.item()
         return f"with {format_entry(self.names[param], index)} = {value!r}"
 
 

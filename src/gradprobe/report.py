@@ -65,6 +65,15 @@ class ParamReport:
         before the verdict.
     rtol, atol : float
         Tolerances used for this parameter.
+
+    Examples
+    --------
+    >>> import numpy as np, gradprobe as gp
+    >>> W = np.arange(6.0).reshape(2, 3)
+    >>> grad = 2 * W; grad[1, 2] += 0.5
+    >>> r = gp.check(lambda W: np.sum(W ** 2), W, grad).params["W"]
+    >>> r.checked, r.failed, r.worst_index, r.failed_indices
+    (6, 1, (1, 2), [(1, 2)])
     """
 
     name: str

@@ -52,7 +52,7 @@ def step_size(x: np.ndarray, method: str, noise_rel: float,
     Examples
     --------
     >>> step_size(np.array([0.5, 1000.0]), "central", 2.0 ** -52)
-    array([3.81469727e-06, 3.05175781e-03])
+    array([3.81469727e-06, 3.90625000e-03])
     """
     scale = np.maximum(1.0, np.abs(np.asarray(x, dtype=np.float64)))
     if eps is not None:

@@ -1,0 +1,29 @@
+"""Every docstring example in the package runs and prints what it says."""
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import gradprobe
+
+MODULES = sorted(
+    name for _, name, _ in pkgutil.walk_packages(gradprobe.__path__, "gradprobe.")
+    if not name.endswith("__main__"))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
+
+
+def test_every_public_name_has_a_docstring_with_an_example():
+    for name in gradprobe.__all__:
+        obj = getattr(gradprobe, name)
+        if isinstance(obj, str):
+            continue
+        assert obj.__doc__ and ">>>" in obj.__doc__, name
