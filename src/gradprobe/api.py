@@ -152,7 +152,7 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
         Tolerances. An entry fails only when its error exceeds ``atol``,
         ``rtol * max(|analytic|, |numeric|)`` *and* the estimate's error bar.
         Defaults: ``rtol`` 1e-5 for float64 gradients, 1e-3 for float32;
-        ``atol`` 1e-8 (float64) or 1e-4 (float32) times the parameter's largest
+        ``atol`` 1e-8 (float64) or 1e-5 (float32) times the parameter's largest
         gradient entry.
     samples : int, optional
         Entries per parameter in ``mode="sample"`` (default 32).

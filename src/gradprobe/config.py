@@ -58,7 +58,7 @@ DEFAULT_RTOL = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 1e-3,
 #: Default absolute tolerance as a fraction of the largest gradient entry of
 #: the same parameter: it absorbs the rounding of near-zero entries, whose
 #: error follows the size of the terms that cancelled, not their own size.
-DEFAULT_ATOL_FRACTION = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e-4,
+DEFAULT_ATOL_FRACTION = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e-5,
                          np.dtype(np.float16): 1e-2}
 
 #: A failing entry is a kink when its one-sided derivatives bracket the
