@@ -344,3 +344,24 @@ def test_python_engine_threads_give_identical_values():
     threaded = gp.numerical_gradient(mlp_loss, params, args=(X, T), workers=2)
     for a, b in zip(serial, threaded):
         np.testing.assert_array_equal(a, b)
+
+
+def test_zero_dimensional_parameters_keep_their_shape():
+    seen = []
+
+    def f(x, w):
+        seen.append(x.shape)
+        return float(x ** 2) + float(np.sum(w))
+
+    report = gp.check(f, (np.array(3.0), np.ones(2)), (np.array(6.0), np.ones(2)))
+    assert report.passed and set(seen) == {()}
+    assert report.params["x"].shape == () and report.params["x"].worst_index == ()
+
+
+def test_curved_kink_candidate_is_refined_before_it_fails():
+    """tanh saturation: one-sided derivatives straddle the value; it is no kink, and
+    the accurate re-estimate agrees with the correct gradient."""
+    x = np.array([3.5, -4.0, 0.2], dtype=np.float32)
+    report = gp.check(lambda x: np.sum(np.tanh(x) * 7), x, (7 * (1 - np.tanh(x) ** 2)),
+                      upcast=False)
+    assert report.passed, str(report)

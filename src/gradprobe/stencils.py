@@ -183,6 +183,8 @@ class Stencil:
         d2 = (losses[:, 2] - losses[:, 3]) / d2_span
         value = d1 + (d1 - d2) / 3.0
         # |d1 - d2| / 3 estimates the error of d1, an upper bound for the
-        # extrapolated value's; rounding of (8 d1 - d2 ...) / 3 is 1.5 noise / h.
-        bar = 1.5 * rounding / h + np.abs(d1 - d2) / 3.0
+        # extrapolated value's; it is taken 1.5 times, so that d1 itself (the
+        # right value when only the outer points cross a kink) lies inside the
+        # bar, not on its edge. Rounding of (8 d1 - d2 ...) / 3 is 1.5 noise / h.
+        bar = 1.5 * rounding / h + 0.5 * np.abs(d1 - d2)
         return Estimate(value, bar, left, right)

@@ -203,8 +203,11 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
     atol_p = atol if atol is not None else default_atol(grad.dtype, analytic, estimate.value)
     verdict = judge(analytic, estimate, rtol=rtol_p, atol=atol_p)
     refined = 0
-    if refine is not None and verdict.failed.any():
-        positions = np.flatnonzero(verdict.failed)
+    suspects = verdict.failed | verdict.kink
+    if refine is not None and suspects.any():
+        # Kink candidates are re-estimated too: one rejected later by the kink
+        # probe must not fail on a less accurate estimate than other failures.
+        positions = np.flatnonzero(suspects)
         positions = positions[np.argsort(-verdict.ratio[positions], kind="stable")]
         positions = positions[:config.CONFIRM_LIMIT]
         estimate = _merge(estimate, positions, refine(positions))
