@@ -12,9 +12,9 @@ import numpy as np
 #: Methods accepted by ``check`` / ``numerical_gradient``.
 METHODS = ("central", "forward", "richardson", "complex")
 #: Modes accepted by ``check``.
-MODES = ("full", "sample")
+MODES = ("full", "sample", "directional", "auto")
 #: Backends accepted by ``check`` (``auto`` picks the fastest available).
-BACKENDS = ("auto", "python")
+BACKENDS = ("auto", "python", "numba")
 
 #: Floating dtypes a parameter may have (others are rejected with TypeError).
 PARAM_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -87,3 +87,67 @@ REPORT_DIGITS = 4
 
 #: Relative agreement needed to call a failure "scaled", "transposed" etc.
 DIAGNOSIS_FIT = 1e-2
+
+#: Numba engine: chunks of entries per thread in one kernel launch. Each
+#: chunk copies the parameters once; several chunks per thread let a thread
+#: that finishes early take more work (dynamic scheduling, chunk size 1).
+NUMBA_CHUNKS_PER_THREAD = 4
+#: Compiler options of the Numba engine's kernels. ``fastmath`` stays off:
+#: the kernel only moves values, and must never license reordering of the
+#: arithmetic that reaches the losses. ``cache`` stores compiled kernels on
+#: disk (the kernel receives ``f`` as a function pointer, so it is cacheable).
+NUMBA_KERNEL_OPTIONS = {"fastmath": False, "cache": True, "nogil": True}
+
+#: Random directions drawn by ``mode="directional"`` (and ``"auto"`` when it
+#: does not check every entry). Each costs one difference of ``f`` along the
+#: direction (2 evaluations with the central method) through every entry.
+DEFAULT_DIRECTIONS = 4
+#: Entries of a direction are ``sign * weight * max(1, |x|)`` with the weight
+#: uniform in ``[DIRECTION_MIN_WEIGHT, 1]``: no tiny components (so every
+#: entry is seen with at least half the sensitivity), and no exact
+#: cancellation between two equally wrong entries (as ``±1`` signs allow).
+DIRECTION_MIN_WEIGHT = 0.5
+#: Rounding assumed in each entry of the analytic gradient by a directional
+#: check, in units of its dtype's epsilon times ``|g_j| + rms(g)`` (the RMS
+#: term covers entries that are sums of cancelling terms). Measured: float32
+#: MLP gradients computed in float32 err by at most 13 such units.
+DIRECTIONAL_GRAD_ULPS = 16.0
+#: Those per-entry roundings add up in ``g . u`` like a random walk (the signs
+#: of ``u`` are random); the allowance is this many standard deviations of it
+#: (Hoeffding: a false alarm probability below ``2 exp(-SIGMAS**2 / 2)``
+#: even if every entry erred by the full assumed amount).
+DIRECTIONAL_SIGMAS = 4.0
+#: Localization splits a failing direction into halves and recurses into the
+#: halves that fail. When more than this many groups fail at one level the
+#: errors are dense: the parameters holding them are checked entry by entry.
+LOCALIZATION_MAX_GROUPS = 16
+#: Detection + localization rounds; each round draws fresh directions that
+#: leave out the entries already named, so the last passing round confirms
+#: that nothing else (above the resolution) is wrong.
+LOCALIZATION_ROUNDS = 4
+
+#: ``mode="auto"`` checks every entry when the estimated time of a full check
+#: (entries x evaluations per entry x measured time of one loss) fits in this
+#: many seconds, and falls back to directional checks plus a sample otherwise.
+DEFAULT_BUDGET_S = 2.0
+
+#: A passing parameter is diagnosed ``noisy`` when the median error bar of its
+#: estimates exceeds this fraction of the derivative *and* the measured noise
+#: of ``f`` exceeds NOISY_MIN_ULPS units of rounding: the check could not have
+#: seen an error of that relative size.
+NOISY_BAR_FRACTION = 2e-3
+#: See NOISY_BAR_FRACTION: relative noise of ``f`` in units of the evaluation
+#: epsilon above which ``f`` counts as noisy rather than merely rounded.
+NOISY_MIN_ULPS = 1e3
+#: Localization tests restricted directions with a central difference (two
+#: evaluations); its truncation bar is this many times the largest truncation
+#: measured along the full directions at detection (a restricted direction
+#: moves fewer entries, so its third derivative is usually smaller).
+LOCALIZATION_TRUNCATION_SAFETY = 2.0
+#: Directional differences move every entry at once, so their rounding is
+#: that of every term of the loss; the noise probe (one direction, one
+#: spacing) can underestimate it. Measured over 1,000 random problems, the
+#: largest residual of a correct gradient reached 0.47 of the allowance
+#: without this factor; the error bars of directional tests use this many
+#: times the measured noise.
+DIRECTIONAL_NOISE_SAFETY = 2.0

@@ -31,7 +31,8 @@ def info() -> dict[str, Any]:
     engines: dict[str, str] = {"python": "available"}
     try:
         import numba
-        engines["numba"] = f"installed (numba {numba.__version__}); engine not yet available"
+        engines["numba"] = (f"available (numba {numba.__version__}, "
+                            f"{numba.config.NUMBA_NUM_THREADS} threads)")
     except ImportError as exc:  # pragma: no cover - numba is a dependency
         engines["numba"] = f"unavailable: {exc}"
     return {

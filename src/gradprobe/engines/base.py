@@ -15,6 +15,16 @@ class Engine(Protocol):
     Implementations must never write the user's arrays (they only see the
     problem's private working copies) and must leave the working copies as
     they found them, including when ``f`` raises.
+
+    Optional: ``evaluate_directions(problem, directions, steps)`` returns the
+    losses, shape ``(len(directions), len(steps))``, with *every* parameter
+    displaced at once: ``directions[i][p]`` is ``None`` (parameter ``p`` keeps
+    its value) or a flat float64 array of its size, and the point of
+    ``(i, j)`` is ``gradprobe.directional.displace(working[p], directions[i][p],
+    steps[j])`` for every ``p`` (``steps`` are complex for the complex step).
+    It must add ``len(directions) * len(steps)`` to ``problem.evaluations``.
+    Directional checks fall back to
+    :func:`gradprobe.engines.python.evaluate_directions` when an engine lacks it.
     """
 
     name: str
@@ -48,6 +58,23 @@ def select_engine(backend: str, f: object, workers: int | None) -> Engine:
     """The engine for ``backend`` (``"auto"`` picks the fastest that applies)."""
     from .python import PythonEngine
 
+    if backend == "numba" or (backend == "auto" and _is_numba_function(f)):
+        from .numba import NumbaEngine, is_numba_function
+
+        if not is_numba_function(f):
+            raise TypeError(
+                f"backend='numba' needs a numba.njit function, got {type(f).__name__}; "
+                "decorate f with @numba.njit, or use backend='python'")
+        return NumbaEngine(workers=workers)
     if backend in ("auto", "python"):
         return PythonEngine(workers=workers)
     raise ValueError(f"backend {backend!r} is not available")
+
+
+def _is_numba_function(f: object) -> bool:
+    """A CPU ``numba.njit`` dispatcher? (Imports the Numba engine only if it may be.)"""
+    if not hasattr(f, "py_func") or "numba" not in type(f).__module__:
+        return False
+    from .numba import is_numba_function
+
+    return is_numba_function(f)

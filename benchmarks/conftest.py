@@ -1,0 +1,89 @@
+"""Shared benchmark plumbing: a results table printed at the end of the run.
+
+Every workload adds rows with :func:`table` (``table("W2 ...").add(...)``);
+``pytest_terminal_summary`` prints each table after pytest-benchmark's own
+statistics, so the numbers the README quotes come from one run, side by
+side with their references.
+
+Run with ``python -m pytest benchmarks/ --benchmark-only`` (the default
+``testpaths`` leave this folder out of the test suite).
+"""
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+
+import pytest
+
+
+@dataclass
+class Table:
+    """Rows of one workload: a header and formatted cells."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: list[tuple[str, ...]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, *cells: object) -> None:
+        self.rows.append(tuple(_cell(c) for c in cells))
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def render(self) -> list[str]:
+        widths = [max(len(str(x)) for x in col) for col in zip(self.columns, *self.rows)]
+        line = "| " + " | ".join(f"{{:{w}s}}" for w in widths) + " |"
+        out = [f"### {self.title}", "", line.format(*self.columns),
+               "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        out += [line.format(*row) for row in self.rows]
+        out += [""] + [f"* {n}" for n in self.notes]
+        return out
+
+
+_TABLES: dict[str, Table] = {}
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def table(title: str, columns: tuple[str, ...] = ()) -> Table:
+    """The table for ``title`` (created on first use with ``columns``)."""
+    if title not in _TABLES:
+        _TABLES[title] = Table(title, columns)
+    return _TABLES[title]
+
+
+def machine() -> str:
+    """One line describing where the numbers were measured."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+
+
+@pytest.fixture(scope="session")
+def bench_table():
+    """The :func:`table` factory, as a fixture."""
+    return table
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _TABLES:
+        return
+    terminalreporter.section("gradprobe benchmark tables")
+    terminalreporter.write_line(f"machine: {machine()}")
+    for t in _TABLES.values():
+        terminalreporter.write_line("")
+        for line in t.render():
+            terminalreporter.write_line(line)

@@ -1,0 +1,385 @@
+"""The Numba engine: every perturbed loss of a ``numba.njit`` loss in one parallel kernel.
+
+``f`` keeps its natural signature: the kernel calls it with the parameters
+and ``args`` exactly as the Python engine does (dict parameters are mapped to
+``f``'s positional parameters by name, since compiled code has no
+``**kwargs``). Entries are split into chunks; each chunk copies the
+parameters once, then perturbs one entry at a time, calls ``f`` and restores
+the entry (:mod:`.numba_kernel`). ``f`` runs as the same compiled code the
+Python engine reaches through the dispatcher, so the losses are bit-identical
+to ``backend="python"`` whatever the thread count.
+
+Compile cost: the kernel takes ``f`` as a first-class function value, so it
+is compiled once per layout of argument types (not per ``f``, never per
+shape) and cached on disk. When ``f`` needs its omitted default arguments the
+kernel is typed on ``f`` itself instead: compiled for each ``f``, not cached.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+from .. import config
+
+if TYPE_CHECKING:
+    from ..problem import Problem
+
+#: Serialises kernel launches under Numba's ``workqueue`` threading layer,
+#: which aborts the process when two parallel regions run at once.
+_WORKQUEUE_LOCK = threading.Lock()
+
+
+def is_numba_function(f: object) -> bool:
+    """True when ``f`` is a CPU ``numba.njit`` dispatcher (without importing Numba)."""
+    numba = sys.modules.get("numba")
+    if numba is None or not hasattr(f, "py_func"):
+        return False
+    from numba.core.registry import CPUDispatcher
+
+    return isinstance(f, CPUDispatcher)
+
+
+@dataclass
+class _Plan:
+    """How one problem is laid out for the kernel (built on the first evaluation)."""
+
+    slots: tuple                  # f's positional arguments, 0-d arrays as shape (1,)
+    roles: tuple                  # numba_kernel.ROLES zeros, one per slot
+    param_slot: list[int]         # slot of every parameter
+    out_dtype: np.dtype           # float64, or complex128 when f returns complex
+    point_dtype: np.dtype         # float64 or complex128 (exact for every working dtype)
+    kernel: Any                   # compiled numba_kernel.evaluate_chunks
+    parallel: bool
+    notes: list[str] = field(default_factory=list)
+
+
+class NumbaEngine:
+    """Evaluate perturbed losses of a ``numba.njit`` ``f`` in one parallel kernel.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Numba threads for the call (``numba.set_num_threads``; the previous
+        value is restored afterwards). ``None`` uses the current Numba thread
+        count. Numba can only lower the count below its start-up maximum
+        ``NUMBA_NUM_THREADS`` (by default the number of cores); a larger
+        value is clamped to it, with a note in the report.
+
+    Examples
+    --------
+    >>> import numba, numpy as np, gradprobe as gp
+    >>> @numba.njit
+    ... def loss(w, x):
+    ...     return np.sum((w * x) ** 2)
+    >>> w, x = np.array([1.0, 2.0]), np.array([3.0, 0.5])
+    >>> report = gp.check(loss, w, 2 * w * x ** 2, args=(x,), workers=1)
+    >>> report.backend, report.passed
+    ('numba', True)
+    """
+
+    name = "numba"
+
+    def __init__(self, workers: int | None = None):
+        import numba
+
+        self.requested = workers
+        self.max_threads = int(numba.config.NUMBA_NUM_THREADS)
+        self.threads = min(workers, self.max_threads) if workers else None
+        self._plan: tuple[Any, _Plan] | None = None
+
+    # -- the contract ---------------------------------------------------
+    def evaluate(self, problem: "Problem", param: int, entries: np.ndarray,
+                 points: np.ndarray) -> np.ndarray:
+        plan = self._plan_for(problem)
+        k, m = points.shape
+        out = np.empty((k, m), dtype=plan.out_dtype)
+        if k == 0 or m == 0:
+            return out.astype(_result_dtype(problem))
+        entries = np.ascontiguousarray(entries, dtype=np.int64)
+        wide = np.ascontiguousarray(points, dtype=plan.point_dtype)  # exact widening
+        with self._thread_count() as threads:
+            chunks = min(k, threads * config.NUMBA_CHUNKS_PER_THREAD) if plan.parallel else 1
+            bounds = (np.arange(chunks + 1, dtype=np.int64) * k) // chunks
+            failed = np.zeros(chunks, dtype=np.int64)
+            with _launch_guard():
+                plan.kernel(problem.f, plan.param_slot[param], entries, wide, out, failed,
+                            bounds, plan.slots, plan.roles)
+        problem.evaluations += points.size
+        if failed.any():
+            _reraise(problem, param, entries, points, int(failed[failed > 0].min()) - 1)
+        if out.dtype.kind == "c" and not problem.complex_step:
+            out = _real_losses(problem, param, entries, points, out)
+        return out
+
+    # -- threads ----------------------------------------------------------
+    @contextlib.contextmanager
+    def _thread_count(self) -> Iterator[int]:
+        """Set Numba's thread count for the call; restore it in ``finally``."""
+        import numba
+
+        previous = numba.get_num_threads()
+        threads = self.threads or previous
+        chunksize = numba.get_parallel_chunksize()
+        try:
+            numba.set_num_threads(threads)
+            numba.set_parallel_chunksize(1)  # threads take chunks dynamically
+            yield threads
+        finally:
+            numba.set_parallel_chunksize(chunksize)
+            numba.set_num_threads(previous)
+
+    # -- layout and compilation ----------------------------------------------
+    def _plan_for(self, problem: "Problem") -> _Plan:
+        if self._plan is not None and self._plan[0] is problem:
+            return self._plan[1]
+        plan = _make_plan(problem)
+        if self.requested and self.requested > self.max_threads:
+            plan.notes.append(
+                f"workers={self.requested} clamped to {self.max_threads}: Numba's thread "
+                f"pool was started with NUMBA_NUM_THREADS={self.max_threads} (set that "
+                "environment variable before importing numba to raise it)")
+        for note in plan.notes:
+            if note not in problem.notes:
+                problem.notes.append(note)
+        self._plan = (problem, plan)
+        return plan
+
+
+def _result_dtype(problem: "Problem") -> np.dtype:
+    return np.dtype(np.complex128 if problem.complex_step else np.float64)
+
+
+@contextlib.contextmanager
+def _launch_guard() -> Iterator[None]:
+    """One parallel launch at a time under the workqueue layer (it cannot nest)."""
+    if _threading_layer() == "workqueue":
+        with _WORKQUEUE_LOCK:
+            yield
+    else:
+        yield
+
+
+def _threading_layer() -> str:
+    import numba
+
+    numba.get_num_threads()  # starts the thread pool, which fixes the layer
+    try:
+        return numba.threading_layer()
+    except ValueError:  # pragma: no cover - pool not started
+        return "unknown"
+
+
+def call_layout(problem: "Problem") -> list[tuple[str, int]]:
+    """``f``'s positional arguments in call order: ``("param", i)`` or ``("arg", j)``.
+
+    Tuple/list/single parameters come first, then ``args`` (``f(*params,
+    *args)``). Dict parameters are matched by name to ``f``'s positional
+    parameters after the ones ``args`` fills (``f(*args, **params)``).
+
+    Raises
+    ------
+    TypeError
+        When a dict key is not a positional parameter of ``f``, or a
+        positional parameter of ``f`` without default is not supplied.
+    """
+    paramset, nargs = problem.paramset, len(problem.args)
+    if paramset.kind != "dict":
+        return ([("param", i) for i in range(len(paramset.names))]
+                + [("arg", j) for j in range(nargs)])
+    pysig = inspect.signature(problem.f.py_func)
+    positional = [p for p in pysig.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    where = {name: i for i, name in enumerate(paramset.names)}
+    layout = [("arg", j) for j in range(min(nargs, len(positional)))]
+    for p in positional[:nargs]:
+        if p.name in where:
+            raise TypeError(
+                f"parameter {p.name!r}: f's argument {p.name!r} is already filled by "
+                f"args (f is called as f(*args, **params)); backend='numba' maps dict "
+                "parameters to f's positional parameters by name")
+    placed: set[str] = set()
+    for p in positional[nargs:]:
+        if p.name in where:
+            layout.append(("param", where[p.name]))
+            placed.add(p.name)
+        elif p.default is inspect.Parameter.empty:
+            raise TypeError(
+                f"backend='numba': f's argument {p.name!r} is neither in args nor a key "
+                f"of params ({', '.join(paramset.names)})")
+        else:
+            break  # f's own defaults from here on
+    missing = [n for n in paramset.names if n not in placed]
+    if missing:
+        raise TypeError(
+            f"parameter {missing[0]!r} is not a positional parameter of f "
+            f"{pysig} after the {nargs} argument(s) given in args; backend='numba' "
+            "passes dict parameters positionally (compiled code has no **kwargs), so "
+            "every key must name one of f's parameters, in a run without gaps")
+    return layout
+
+
+def _make_plan(problem: "Problem") -> _Plan:
+    """Lay the problem out, type ``f`` for it, and compile (or load) the kernel."""
+    import numba
+    from numba.core import errors, types
+
+    from . import numba_kernel
+
+    f = problem.f
+    if not is_numba_function(f):
+        raise TypeError(
+            f"backend='numba' needs a numba.njit function, got {type(f).__name__}; "
+            "decorate f with @numba.njit, or use backend='python'")
+    layout = call_layout(problem)
+    values = [problem.working[i] if kind == "param" else problem.args[i]
+              for kind, i in layout]
+    labels = [repr(problem.names[i]) if kind == "param" else f"args[{i}]"
+              for kind, i in layout]
+    try:
+        argtypes = tuple(numba.typeof(v) for v in values)
+    except ValueError as exc:
+        raise TypeError(f"backend='numba': an argument of f has no Numba type: {exc}") from exc
+    described = ", ".join(f"{lab}: {t}" for lab, t in zip(labels, argtypes))
+    params = ", ".join(repr(n) for n in problem.names)
+
+    typing = numba.core.registry.cpu_target.typing_context
+    try:
+        typing.refresh()
+        signature = typing.resolve_function_type(types.Dispatcher(f), argtypes, {})
+    except errors.NumbaError as exc:
+        raise TypeError(
+            f"backend='numba': f cannot be compiled for parameters {params} with argument "
+            f"types ({described}): {_first_lines(exc)}") from exc
+    if signature is None:
+        raise TypeError(f"backend='numba': f has no compiled version for parameters "
+                        f"{params} with argument types ({described})")
+    out_dtype = _check_return_type(signature.return_type, problem, params)
+
+    notes: list[str] = []
+    slots, roles = [], []
+    for (kind, _), value in zip(layout, values):
+        zero_d = isinstance(value, np.ndarray) and value.ndim == 0
+        slots.append(value.reshape(1) if zero_d else value)
+        roles.append(numba_kernel.ROLES[kind + ("_0d" if zero_d else "")](0))
+    param_slot = [0] * len(problem.names)
+    for s, (kind, i) in enumerate(layout):
+        if kind == "param":
+            param_slot[i] = s
+    slots_t, roles_t = tuple(slots), tuple(roles)
+    point_dtype = np.dtype(np.complex128 if problem.complex_step else np.float64)
+
+    # An f that runs parallel regions itself gets the threads, as it does when
+    # the Python engine calls it: nesting would change its reductions' order
+    # (and abort under the workqueue threading layer).
+    parallel = not _launches_parallel(f, signature)
+    if not parallel:
+        notes.append("entries evaluated one after another: f runs Numba parallel regions "
+                     "itself, and each evaluation uses the threads")
+    pointer_ok = signature.is_precise() and not any(
+        isinstance(t, types.Omitted) for t in signature.args)
+    fixed = tuple(numba.typeof(v) for v in (
+        np.empty(1, np.int64), np.empty((1, 1), point_dtype), np.empty((1, 1), out_dtype),
+        np.empty(1, np.int64), np.empty(1, np.int64), slots_t, roles_t))
+    # f as a function pointer first (cached, shared), then typed as itself; a
+    # parallel kernel first, then a serial one (some argument types, such as
+    # nested tuples, cannot enter a parallel region).
+    attempts = [(p, ptr) for ptr in ((True, False) if pointer_ok else (False,))
+                for p in ((True, False) if parallel else (False,))]
+    first_error: Exception | None = None
+    for run_parallel, as_pointer in attempts:
+        ftype = types.FunctionType(signature) if as_pointer else types.Dispatcher(f)
+        argsig = (ftype, types.int64) + fixed
+        try:
+            if as_pointer:
+                kernel = numba_kernel.kernel(run_parallel, argsig)
+            else:
+                kernel = numba_kernel.kernel(run_parallel, None)
+                kernel.compile(argsig)
+        except (errors.NumbaError, TypeError, NotImplementedError) as exc:
+            first_error = first_error or exc
+            continue
+        if parallel and not run_parallel:
+            notes.append("entries evaluated on one thread: Numba could not pass f's "
+                         f"arguments ({described}) into a parallel region")
+        return _Plan(slots_t, roles_t, param_slot, out_dtype, point_dtype, kernel,
+                     run_parallel, notes)
+    raise TypeError(
+        f"backend='numba' could not compile the evaluation kernel for parameters {params} "
+        f"with argument types ({described}): {_first_lines(first_error)}; "
+        "use backend='python'") from first_error
+
+
+def _check_return_type(rtype: Any, problem: "Problem", params: str) -> np.dtype:
+    """The dtype to collect losses in, or a clear error for a non-scalar loss."""
+    from numba.core import types
+
+    if isinstance(rtype, types.Boolean):
+        raise TypeError(f"f returns a bool for parameters {params}; it must return a "
+                        "scalar loss")
+    if isinstance(rtype, types.Complex):
+        return np.dtype(np.complex128)
+    if isinstance(rtype, (types.Float, types.Integer)):
+        return _result_dtype(problem)
+    if isinstance(rtype, types.Array):
+        raise ValueError(
+            f"f returns an array ({rtype}) for parameters {params}; backend='numba' needs "
+            "a scalar loss: return a number (sum or average the outputs into the loss "
+            "you train on, e.g. np.sum(...) or out[0])")
+    raise TypeError(f"f returns {rtype} for parameters {params}; it must return a "
+                    "scalar loss (a float)")
+
+
+def _launches_parallel(f: Any, signature: Any) -> bool:
+    """True when ``f`` (or a function it calls) runs a Numba parallel region."""
+    if f.targetoptions.get("parallel"):
+        return True
+    compiled = f.overloads.get(tuple(signature.args))
+    candidates = [compiled] if compiled is not None else list(f.overloads.values())
+    try:
+        return any("numba_parallel_for" in c.library.get_llvm_str() for c in candidates)
+    except AttributeError:  # pragma: no cover - a Numba without these internals
+        return False
+
+
+def _first_lines(exc: BaseException | None, count: int = 6) -> str:
+    """The head of a (long) Numba error message."""
+    text = str(exc).strip().splitlines()
+    head = [line for line in text if line.strip()][:count]
+    return " ".join(line.strip() for line in head)
+
+
+def _reraise(problem: "Problem", param: int, entries: np.ndarray, points: np.ndarray,
+             code: int) -> None:
+    """Re-raise, from Python, the exception ``f`` raised inside the kernel.
+
+    Numba cannot carry an exception out of a parallel region, so the kernel
+    records the first point where ``f`` raised and ``f`` is called there
+    again through its dispatcher: its own exception propagates unchanged.
+    """
+    row, col = divmod(code, points.shape[1])
+    arrays = [a.copy() for a in problem.working]
+    arrays[param].reshape(-1)[entries[row]] = points[row, col]
+    problem.paramset.call(problem.f, arrays, problem.args)
+    raise RuntimeError(
+        f"f raised an exception inside the Numba kernel "
+        f"{problem.describe_point(param, int(entries[row]), points[row, col])}, but not when "
+        "called again there from Python; is f deterministic?")
+
+
+def _real_losses(problem: "Problem", param: int, entries: np.ndarray, points: np.ndarray,
+                 out: np.ndarray) -> np.ndarray:
+    """Real parts of complex losses, rejecting a non-zero imaginary part like the Python engine."""
+    bad = np.argwhere(out.imag != 0)
+    if len(bad):
+        row, col = (int(v) for v in bad[0])
+        raise TypeError(
+            f"f returned a complex value "
+            f"{problem.describe_point(param, int(entries[row]), points[row, col])}; the loss "
+            "must be real")
+    return np.ascontiguousarray(out.real)
