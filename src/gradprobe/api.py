@@ -11,12 +11,12 @@ from . import config
 from .diagnosis import diagnose_all
 from .engines import select_engine
 from .errors import GradientCheckError
-from .estimation import estimate_entries, one_sided, select_entries
+from .directional import directional_check
+from .estimation import check_entries, estimate_entries, select_entries
 from .params import ParamSet, Structure
 from .problem import prepare
-from .report import CheckReport, ParamReport
+from .report import CheckReport
 from .stencils import Stencil
-from .verdict import compare_param
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -65,11 +65,54 @@ def _validate_common(f: Any, args: Any, method: str, eps: Any, backend: str,
     return args, eps, workers
 
 
-def numerical_gradient(f: Callable[..., Any], params: Structure, *, args: tuple = (),
-                       method: str = "central", eps: float | None = None,
+def _is_model(f: Any) -> bool:
+    """A :class:`gradprobe.nn.Sequential` (checked without importing the nn package)."""
+    return type(f).__module__.startswith("gradprobe.nn") and type(f).__name__ == "Sequential"
+
+
+def check_model(model: Any, X: np.ndarray, T: np.ndarray, grads: Any = None,
+                **options: Any) -> CheckReport:
+    """Check every entry of a :class:`gradprobe.nn.Sequential` model's gradient.
+
+    The structured check of :func:`gradprobe.nn.check_model`: each perturbed
+    loss is a difference from one cached forward pass, so a full check of a
+    large dense layer costs a few milliseconds per million entries.
+
+    Parameters
+    ----------
+    model : gradprobe.nn.Sequential
+    X, T : ndarray
+        Inputs and targets (integer labels or rows for softmax cross-entropy).
+    grads : dict of str to ndarray, optional
+        Your gradient, keyed like ``model.parameters()``; by default the
+        model's own backward pass is checked.
+    **options
+        ``mode``, ``method``, ``eps``, ``rtol``, ``atol``, ``samples``,
+        ``seed``, ``upcast``, ``workers`` as in :func:`check`.
+
+    Examples
+    --------
+    >>> import numpy as np, gradprobe as gp
+    >>> from gradprobe.nn import Sequential, Dense, Tanh, MSE
+    >>> model = Sequential([Dense(3, 4, seed=0), Tanh(), Dense(4, 2, seed=1)], loss=MSE())
+    >>> X, T = np.ones((5, 3)), np.zeros((5, 2))
+    >>> gp.check_model(model, X, T).passed
+    True
+    """
+    from .nn.check import check_model as structured_check
+
+    return structured_check(model, X, T, grads, **options)
+
+
+def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
+                       args: tuple = (), method: str = "central", eps: float | None = None,
                        backend: str = "auto", workers: int | None = None,
                        upcast: bool = True, seed: int = 0) -> Structure:
     """Numerical gradient of the scalar loss ``f`` at ``params``.
+
+    For a :class:`gradprobe.nn.Sequential` model call it as
+    ``numerical_gradient(model, X, T, **options)``: the result is a dict keyed
+    like ``model.parameters()``, computed by the structured evaluation.
 
     Parameters
     ----------
@@ -87,11 +130,19 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *, args: tuple 
     eps : float, optional
         Absolute step. By default chosen per entry from the measured noise of
         ``f`` and the entry's magnitude (central: ``cbrt(eps_mach) * max(1, |x|)``).
-    backend : {"auto", "python"}
-        Engine that evaluates the perturbed losses.
+    backend : {"auto", "python", "numba"}
+        Engine that evaluates the perturbed losses. ``"auto"`` picks
+        ``"numba"`` when ``f`` is a ``numba.njit`` function (every entry is
+        then evaluated in one parallel compiled kernel, with the same values
+        as ``"python"`` bit for bit), otherwise ``"python"``. ``"numba"``
+        with any other ``f`` is a ``TypeError``.
     workers : int, optional
-        Threads for the Python engine (useful when ``f`` spends its time in
-        NumPy calls that release the GIL; ``f`` must then be thread-safe).
+        Threads. Python engine: a thread pool (useful when ``f`` spends its
+        time in NumPy calls that release the GIL; ``f`` must then be
+        thread-safe). Numba engine: Numba's thread count for the call
+        (default: the current ``numba.get_num_threads()``), restored
+        afterwards; Numba cannot exceed ``NUMBA_NUM_THREADS`` set at its
+        start-up, so a larger value is clamped, with a note in the report.
     upcast : bool
         Evaluate float16/float32 parameters (and float arrays in ``args``) in
         float64 when ``f`` accepts it.
@@ -109,6 +160,17 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *, args: tuple 
     >>> np.allclose(g, np.cos([0.0, 1.0]))
     True
     """
+    if _is_model(f):
+        if len(data) != 1:
+            raise TypeError("numerical_gradient(model, X, T): pass the inputs X and the "
+                            f"targets T ({len(data) + 1} data arguments given)")
+        from .nn.check import numerical_gradient_model
+
+        return numerical_gradient_model(f, params, data[0], method=method, eps=eps,
+                                        upcast=upcast, workers=workers)
+    if data:
+        raise TypeError("numerical_gradient takes extra positional arguments only for a "
+                        "gradprobe.nn model; pass them to f as args=(...) instead")
     args, eps, workers = _validate_common(f, args, method, eps, backend, workers, seed, upcast)
     paramset = ParamSet.from_user(params, f)
     engine = select_engine(backend, f, workers)
@@ -128,7 +190,7 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
           eps: float | None = None, rtol: float | None = None, atol: float | None = None,
           samples: int | None = None, directions: int | None = None, seed: int = 0,
           backend: str = "auto", workers: int | None = None, progress: bool | None = None,
-          upcast: bool = True) -> CheckReport:
+          upcast: bool = True, budget_s: float | None = None) -> CheckReport:
     """Compare the gradient ``grads`` of ``f`` with numerical derivatives.
 
     Parameters
@@ -141,9 +203,19 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
         The analytic gradient, or a function with ``f``'s signature returning it.
     args : tuple
         Extra positional arguments for ``f`` (and ``grads`` when callable).
-    mode : {"full", "sample"}
+    mode : {"full", "sample", "directional", "auto"}
         ``"full"`` checks every entry; ``"sample"`` checks ``samples`` entries
-        drawn (seeded) from *every* parameter.
+        drawn (seeded) from *every* parameter. ``"directional"`` displaces
+        every entry at once along ``directions`` random directions and
+        compares the derivative of ``f`` along each (2 evaluations with the
+        central method) with ``grads . u``; when one fails, the wrong entries
+        are named by bisecting it (about ``3 log2(P)`` evaluations per wrong
+        entry), and parameters with too many wrong entries are checked entry
+        by entry. ``report.resolution`` says how small an error in one entry
+        the directions could see. ``"auto"``: ``"full"`` when its estimated
+        time (entries x evaluations per entry x the measured time of one
+        loss) fits in ``budget_s``, otherwise ``"directional"`` plus
+        ``samples`` entries of every parameter.
     method : {"central", "forward", "richardson", "complex"}
         Difference formula (see :func:`numerical_gradient`).
     eps : float, optional
@@ -157,18 +229,25 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
     samples : int, optional
         Entries per parameter in ``mode="sample"`` (default 32).
     directions : int, optional
-        Reserved for ``mode="directional"`` (not available yet); must be None.
+        Random directions for ``mode="directional"`` / ``"auto"`` (default 4).
     seed : int
-        Seed for the sample draw and the noise probe.
-    backend : {"auto", "python"}
-        Engine that evaluates the perturbed losses.
+        Seed for the sample draw, the random directions and the noise probe:
+        the same seed gives the same check.
+    backend : {"auto", "python", "numba"}
+        Engine that evaluates the perturbed losses (see
+        :func:`numerical_gradient`); ``"auto"`` runs a ``numba.njit`` ``f``
+        on the Numba engine.
     workers : int, optional
-        Threads for the engine.
+        Threads for the engine (Numba: clamped to ``NUMBA_NUM_THREADS``
+        with a note; see :func:`numerical_gradient`).
     progress : bool, optional
         Accepted for forward compatibility; no progress bar is drawn yet.
     upcast : bool
         Evaluate float16/float32 parameters in float64 when ``f`` accepts it,
         so the check tests the gradient's formula rather than float32 rounding.
+    budget_s : float, optional
+        ``mode="auto"`` only: time budget in seconds (default 2) within which
+        a full check is run.
 
     Returns
     -------
@@ -193,6 +272,15 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
     >>> bad = 3 * W ** 2; bad[1, 0] *= 1.01
     >>> gp.check(lambda W: np.sum(W ** 3), W, bad).params["W"].failed_indices
     [(1, 0)]
+
+    A large parameter, checked along 4 random directions, and the wrong
+    entry named by bisection:
+
+    >>> w = np.linspace(-1.0, 1.0, 100_000)
+    >>> g = np.cos(w); g[31_337] *= 1.01
+    >>> r = gp.check(lambda w: np.sum(np.sin(w)), w, g, mode="directional")
+    >>> r.params["w"].failed_indices, r.evaluations < 200
+    ([(31337,)], True)
     """
     start = time.perf_counter()
     args, eps, workers = _validate_common(f, args, method, eps, backend, workers, seed, upcast)
@@ -200,54 +288,111 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
     rtol = _positive_float("rtol", rtol, allow_zero=True)
     atol = _positive_float("atol", atol, allow_zero=True)
     samples = _positive_int("samples", samples)
-    if directions is not None:
-        raise ValueError("directions is only used by mode='directional', which is not "
-                         "available yet; leave it None")
-    if samples is not None and mode != "sample":
-        raise ValueError(f"samples={samples} is only used with mode='sample' (mode={mode!r})")
+    directions = _positive_int("directions", directions)
+    budget_s = _positive_float("budget_s", budget_s)
+    if directions is not None and mode not in ("directional", "auto"):
+        raise ValueError(f"directions is only used with mode='directional' or mode='auto' "
+                         f"(mode={mode!r})")
+    if samples is not None and mode not in ("sample", "auto"):
+        raise ValueError(f"samples={samples} is only used with mode='sample' or mode='auto' "
+                         f"(mode={mode!r})")
+    if budget_s is not None and mode != "auto":
+        raise ValueError(f"budget_s={budget_s:g} is only used with mode='auto' (mode={mode!r})")
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be True, False or None, got {progress!r}")
-    if mode == "sample" and samples is None:
+    if mode in ("sample", "auto") and samples is None:
         samples = config.DEFAULT_SAMPLES
+    if mode in ("directional", "auto") and directions is None:
+        directions = config.DEFAULT_DIRECTIONS
 
     paramset = ParamSet.from_user(params, f)
-    if callable(grads) and not isinstance(grads, np.ndarray):
-        copies = [a.copy() for a in paramset.arrays]
-        grads = paramset.call(grads, copies, args)
-    grad_arrays = paramset.match(grads)
+    grad_arrays, nondeterministic = _analytic_gradient(paramset, grads, args)
     engine = select_engine(backend, f, workers)
     problem = prepare(f, paramset, args, upcast=bool(upcast),
                       complex_step=method == "complex", seed=int(seed))
     stencil = Stencil(method)
-    reports: dict[str, ParamReport] = {}
-    for p, (name, array) in enumerate(zip(paramset.names, paramset.arrays)):
-        entries = select_entries(array.size, samples if mode == "sample" else None,
-                                 int(seed), p)
-        est = estimate_entries(problem, engine, stencil, p, entries, eps)
-        refine = None
-        if method in ("central", "forward"):
-            def refine(positions: np.ndarray, p: int = p, entries: np.ndarray = entries):
-                return estimate_entries(problem, engine, Stencil("richardson"), p,
-                                        entries[positions], eps)
-        kink_probe = None
-        if method != "complex":
-            def kink_probe(positions: np.ndarray, p: int = p, entries: np.ndarray = entries):
-                return one_sided(problem, engine, p, entries[positions], eps)
-        reports[name] = compare_param(name, array.shape, array.dtype, entries, grad_arrays[p],
-                                      est, rtol=rtol, atol=atol, refine=refine,
-                                      kink_probe=kink_probe)
-    diagnose_all(reports)
+    notes: list[str] = []  # after the problem's own (engines may add to those)
+    strategy = None
+    if mode == "auto":
+        budget = config.DEFAULT_BUDGET_S if budget_s is None else budget_s
+        total = sum(int(a.size) for a in paramset.arrays)
+        full_seconds = total * stencil.evaluations_per_entry * problem.loss_seconds
+        strategy = "full" if full_seconds <= budget else "directional+sample"
+        if strategy != "full":
+            notes.append(
+                f"auto: a full check ({total:,} entries x {stencil.evaluations_per_entry} "
+                f"evaluations x {problem.loss_seconds:.3g} s) would take about "
+                f"{full_seconds:.3g} s > budget_s={budget:g}: {directions} random "
+                f"directions and {samples} entries of every parameter instead")
+    summary = None
+    if mode == "directional" or strategy == "directional+sample":
+        reports, summary, extra = directional_check(
+            problem, engine, stencil, grad_arrays, eps=eps, rtol=rtol, atol=atol,
+            directions=directions, seed=int(seed),
+            samples=samples if mode == "auto" else None,
+            budget_s=budget if mode == "auto" else None)
+        notes += extra
+    else:
+        reports = {}
+        for p, (name, array) in enumerate(zip(paramset.names, paramset.arrays)):
+            entries = select_entries(array.size, samples if mode == "sample" else None,
+                                     int(seed), p)
+            reports[name] = check_entries(problem, engine, stencil, p, entries,
+                                          grad_arrays[p], eps=eps, rtol=rtol, atol=atol)
+    eps_eval = float(np.finfo(problem.eval_dtype).eps)
+    noise_ulps = problem.noise.level / (eps_eval * abs(problem.f0)) \
+        if abs(problem.f0) > np.finfo(np.float64).tiny / eps_eval else None
+    diagnose_all(reports, method=method, noise_ulps=noise_ulps,
+                 nondeterministic=nondeterministic)
+    for name, (difference, index) in nondeterministic.items():
+        if reports[name].passed:
+            notes.append(f"grads returned different values for {name!r} on two calls "
+                         f"(largest difference {difference:.3g} at {index}), within the "
+                         "tolerances; the check used the first call's")
+    resolutions = [p.resolution for p in reports.values() if p.resolution is not None]
     return CheckReport(params=reports, method=method, mode=mode, backend=engine.name,
                        evaluations=problem.evaluations, seconds=time.perf_counter() - start,
                        upcast=problem.upcast, noise=problem.noise.level, loss=problem.f0,
-                       notes=list(problem.notes))
+                       notes=list(problem.notes) + notes, strategy=strategy,
+                       resolution=max(resolutions) if resolutions else None,
+                       directional=summary)
+
+
+def _analytic_gradient(paramset: ParamSet, grads: Structure | Callable[..., Any],
+                       args: tuple) -> tuple[list[np.ndarray], dict[str, tuple]]:
+    """The analytic gradient as arrays, and where a callable ``grads`` is nondeterministic.
+
+    A callable is called twice (on fresh copies of the parameters); any
+    parameter whose two results differ bit for bit is returned with the
+    largest difference and where it is. The first call's result is checked.
+    """
+    if not callable(grads) or isinstance(grads, np.ndarray):
+        return paramset.match(grads), {}
+    first = paramset.match(paramset.call(grads, [a.copy() for a in paramset.arrays], args))
+    first = [np.array(g, copy=True) for g in first]  # grads may reuse its output buffers
+    second = paramset.match(paramset.call(grads, [a.copy() for a in paramset.arrays], args))
+    differing: dict[str, tuple] = {}
+    for name, a, b in zip(paramset.names, first, second):
+        b = np.asarray(b)
+        if a.dtype == b.dtype and np.ascontiguousarray(a).tobytes() == \
+                np.ascontiguousarray(b).tobytes():
+            continue
+        with np.errstate(invalid="ignore", over="ignore"):
+            diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        flat = int(np.argmax(diff)) if diff.size else 0
+        index = tuple(int(i) for i in np.unravel_index(flat, a.shape)) if a.shape else ()
+        differing[name] = (float(diff.reshape(-1)[flat]) if diff.size else 0.0, index)
+    return first, differing
 
 
 def assert_gradients(f: Callable[..., Any], params: Structure,
                      grads: Structure | Callable[..., Any], **options: Any) -> CheckReport:
     """Like :func:`check`, but raise :class:`GradientCheckError` when it fails.
 
-    Returns the report when the check passes, so it can be logged.
+    Returns the report when the check passes, so it can be logged. Takes the
+    same keyword options as :func:`check` (``mode``, ``directions``,
+    ``budget_s``, ``seed``, ...).
 
     Examples
     --------

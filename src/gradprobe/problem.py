@@ -9,6 +9,7 @@ and measures the noise of ``f``. Engines then perturb the working copies in
 """
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -47,6 +48,10 @@ class Problem:
         Remarks for the report (e.g. why upcasting was not possible).
     evaluations : int
         Loss evaluations spent so far (base point, probes, entries).
+    loss_seconds : float
+        Measured wall time of one evaluation of ``f`` (from the noise probe,
+        or the base point when the probe made no evaluation); ``mode="auto"``
+        uses it to estimate what a full check would cost.
     """
 
     f: Callable[..., Any]
@@ -60,6 +65,7 @@ class Problem:
     complex_step: bool = False
     notes: list[str] = field(default_factory=list)
     evaluations: int = 0
+    loss_seconds: float = float("nan")
 
     @property
     def names(self) -> list[str]:
@@ -110,25 +116,44 @@ def prepare(f: Callable[..., Any], paramset: ParamSet, args: tuple, *,
 
     Exceptions raised by ``f`` at the unperturbed point propagate unchanged.
     """
-    native = [np.ascontiguousarray(a).copy() for a in paramset.arrays]
-    raw = paramset.call(f, native, args)
+    native = [np.array(a, order="C", copy=True) for a in paramset.arrays]
+    narrow = ", ".join(n for n, a in zip(paramset.names, native)
+                       if a.dtype.itemsize < config.UPCAST_DTYPE.itemsize)
+    wants_upcast = upcast and bool(narrow)
+    notes: list[str] = []
+    evaluations = 0
+    started = time.perf_counter()
+    try:
+        raw = _call_base(f, paramset, native, args)
+        evaluations += 1
+    except Exception as native_error:
+        if not wants_upcast:
+            raise
+        # f may not run in the narrow dtype at all (Numba has no float16
+        # arithmetic): if it runs upcast, that is the evaluation we want anyway.
+        wide_ok = True
+        try:
+            raw = _call_base(f, paramset, [a.astype(working_dtype(a.dtype, True))
+                                           for a in native], upcast_args(args))
+            evaluations += 1
+        except Exception:
+            wide_ok = False
+        if not wide_ok:
+            raise native_error
+        notes.append(f"f raised {type(native_error).__name__} for {narrow} in their own "
+                     "dtype; the check evaluates it in float64 only")
+    base_seconds = time.perf_counter() - started
     f0 = loss_value(raw, context="at the unperturbed point")
     if not np.isfinite(f0):
         raise ValueError(f"f returned {f0!r} at the unperturbed point; the loss must be finite")
     native_dtype = min((a.dtype for a in native), key=lambda d: d.itemsize)
     eval_dtype = np.dtype(np.float64) if native_dtype.itemsize >= 8 else \
         _result_dtype(raw, native_dtype)
-    evaluations = 1
-    notes: list[str] = []
     working, used_args, did_upcast = native, args, False
 
-    wants_upcast = upcast and any(
-        working_dtype(a.dtype, True) != a.dtype for a in native)
     if wants_upcast:
         wide = [a.astype(working_dtype(a.dtype, True)) for a in native]
         wide_args = upcast_args(args)
-        narrow = ", ".join(n for n, a in zip(paramset.names, native)
-                           if a.dtype.itemsize < config.UPCAST_DTYPE.itemsize)
         try:
             raw_wide = paramset.call(f, wide, wide_args)
             evaluations += 1
@@ -155,15 +180,38 @@ def prepare(f: Callable[..., Any], paramset: ParamSet, args: tuple, *,
         _probe_complex(f, paramset, working, used_args)
         evaluations += 1
 
-    problem = Problem(f, paramset, used_args, [np.ascontiguousarray(a) for a in working],
+    problem = Problem(f, paramset, used_args, [np.require(a, requirements="C") for a in working],
                       float(f0), eval_dtype, did_upcast,
                       NoiseEstimate(0.0, False, 0), complex_step, notes, evaluations)
+    started = time.perf_counter()
     problem.noise = _measure_noise(problem, seed)
     problem.evaluations += problem.noise.evaluations
+    probe_seconds = time.perf_counter() - started
+    problem.loss_seconds = probe_seconds / problem.noise.evaluations \
+        if problem.noise.evaluations else base_seconds
     if not problem.noise.measured:
         notes.append("noise of f could not be measured; error bars assume "
                      f"{config.NOISE_FLOOR_ULPS:g} ulp of |f|")
     return problem
+
+
+def _call_base(f: Callable[..., Any], paramset: ParamSet, arrays: list[np.ndarray],
+               args: tuple) -> Any:
+    """Call ``f`` at the base point; a Numba function that does not compile for
+    these argument types gets a TypeError naming them, not Numba's own error."""
+    try:
+        return paramset.call(f, arrays, args)
+    except Exception as exc:
+        if hasattr(f, "py_func") and type(exc).__name__ == "TypingError" and \
+                "numba" in type(exc).__module__:
+            given = ", ".join(f"{n}: {a.dtype}{list(a.shape)}"
+                              for n, a in zip(paramset.names, arrays))
+            extra = ", ".join(type(a).__name__ for a in args)
+            raise TypeError(
+                f"the numba function {getattr(f, '__name__', 'f')!r} does not compile for "
+                f"the parameters ({given})" + (f" and args ({extra})" if extra else "") +
+                f"; Numba said: {str(exc).strip().splitlines()[0]}") from exc
+        raise
 
 
 def _probe_complex(f: Callable[..., Any], paramset: ParamSet,

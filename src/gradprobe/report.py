@@ -65,6 +65,11 @@ class ParamReport:
         before the verdict.
     rtol, atol : float
         Tolerances used for this parameter.
+    resolution : float or None
+        For a parameter covered by directional checks (``mode="directional"``
+        or ``"auto"``): the smallest error in any one entry that was sure to
+        fail a direction, in gradient units. ``None`` when every entry was
+        compared (or a sample, with no directions).
 
     Examples
     --------
@@ -93,6 +98,7 @@ class ParamReport:
     full: bool
     refined: int = 0
     diagnosis: str | None = None
+    resolution: float | None = None
 
     # -- summary numbers -------------------------------------------------
     @property
@@ -192,6 +198,7 @@ class ParamReport:
             "kinks": [list(i) for i in self.kinks],
             "diagnosis": self.diagnosis, "refined": self.refined,
             "rtol": self.rtol, "atol": self.atol,
+            "resolution": None if self.resolution is None else _json_float(self.resolution),
             "worst_entries": [{k: _json_float(v) if isinstance(v, float) else v
                                for k, v in row.items()} for row in self.worst_entries()],
         }
@@ -231,6 +238,17 @@ class CheckReport:
         ``f`` at the unperturbed point.
     notes : list of str
         Remarks on how the check ran (upcasting, noise measurement, ...).
+    strategy : str or None
+        What ``mode="auto"`` chose: ``"full"`` or ``"directional+sample"``.
+    resolution : float or None
+        Directional checks only: the smallest error in any one entry that was
+        sure to fail a direction (the largest of the parameters'
+        :attr:`ParamReport.resolution`).
+    directional : dict or None
+        Directional checks only: directions drawn and failed, group tests and
+        evaluations spent on detection, localization and entries, parameters
+        found to have dense errors (checked entry by entry), and each
+        parameter's resolution and RMS gradient entry.
 
     Examples
     --------
@@ -250,6 +268,9 @@ class CheckReport:
     noise: float
     loss: float
     notes: list[str] = field(default_factory=list)
+    strategy: str | None = None
+    resolution: float | None = None
+    directional: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -277,7 +298,9 @@ class CheckReport:
             "backend": self.backend, "evaluations": self.evaluations,
             "seconds": self.seconds, "upcast": self.upcast,
             "noise": _json_float(self.noise), "loss": _json_float(self.loss),
-            "notes": list(self.notes),
+            "notes": list(self.notes), "strategy": self.strategy,
+            "resolution": None if self.resolution is None else _json_float(self.resolution),
+            "directional": self.directional,
             "params": {k: p.to_dict(arrays) for k, p in self.params.items()},
         }
 
@@ -290,10 +313,38 @@ class CheckReport:
                 f"mode={self.mode}, backend={self.backend}>")
 
 
+def _directional_lines(summary: dict[str, Any]) -> list[str]:
+    """What the directional checks did and how small an error they could see."""
+    ev = summary["evaluations"]
+    failed = summary["failed"]
+    named = sum(summary["localized"].values())
+    lines = [
+        f"directional: {summary['directions']} random directions through "
+        f"{summary['entries']:,} entries, {failed} failed"
+        + (f"; localization: {summary['group_tests']:,} group tests, named "
+           f"{named:,} {'entry' if named == 1 else 'entries'}" if failed else "")
+        + f" (evaluations: {ev['setup']:,} set-up, {ev['directions']:,} directions, "
+          f"{ev['localization']:,} localization, {ev['entries']:,} entries)"]
+    if summary["dense"]:
+        lines.append(f"dense errors in {', '.join(summary['dense'])}: checked entry by entry")
+    parts = []
+    for name, res in summary["resolution"].items():
+        absolute = float(res["absolute"])  # "inf" is spelled as a string for JSON
+        rel = absolute / res["rms"] if res["rms"] > 0 else float("inf")
+        parts.append(f"{name} {_fmt(absolute)}"
+                     + (f" ({_fmt(100 * rel)} % of its RMS gradient entry)"
+                        if np.isfinite(rel) else ""))
+    if parts:
+        lines.append("resolution: an error in one entry larger than this fails a direction: "
+                     + "; ".join(parts))
+    return lines
+
+
 def render(report: CheckReport) -> str:
     """The text form of a report: a header, a table, the worst entries."""
     status = "PASSED" if report.passed else f"FAILED: {report.failed} entries"
-    header = (f"gradprobe check {status}  (method={report.method}, mode={report.mode}, "
+    mode = report.mode if report.strategy is None else f"{report.mode}: {report.strategy}"
+    header = (f"gradprobe check {status}  (method={report.method}, mode={mode}, "
               f"backend={report.backend}, {report.evaluations:,} evaluations, "
               f"{report.seconds:.3g} s)")
     columns = ["parameter", "shape", "dtype", "checked", "failed", "kinks",
@@ -316,11 +367,12 @@ def render(report: CheckReport) -> str:
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     lines = [header, line(columns)]
-    lines += [line(r) for r in rows]
-    diagnosed = [p for p in report.params.values() if p.diagnosis]
-    if diagnosed:
-        lines.append("diagnosis:")
-        lines += [f"  {p.name}: {p.diagnosis}" for p in diagnosed]
+    for p, r in zip(report.params.values(), rows):
+        lines.append(line(r))
+        if p.diagnosis:  # right under the parameter's row
+            lines.append(f"  diagnosis: {p.diagnosis}")
+    if report.directional:
+        lines += _directional_lines(report.directional)
     worst = []
     for p in report.params.values():
         for row in p.worst_entries(config.REPORT_WORST):

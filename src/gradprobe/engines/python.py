@@ -54,6 +54,11 @@ class PythonEngine:
         problem.evaluations += points.size
         return out
 
+    def evaluate_directions(self, problem: "Problem", directions: list,
+                            steps: np.ndarray) -> np.ndarray:
+        """Losses with every parameter displaced at once (see :func:`evaluate_directions`)."""
+        return evaluate_directions(problem, directions, steps)
+
 
 def _evaluate_chunk(problem: "Problem", param: int, entries: np.ndarray,
                     points: np.ndarray, out: np.ndarray, arrays: list[np.ndarray]) -> None:
@@ -73,3 +78,40 @@ def _evaluate_chunk(problem: "Problem", param: int, entries: np.ndarray,
                 out[row, col] = value
         finally:
             flat[index] = original
+
+
+def evaluate_directions(problem: "Problem", directions: list, steps: np.ndarray) -> np.ndarray:
+    """Losses with every parameter displaced along each direction, in a Python loop.
+
+    The reference implementation of the optional engine method
+    ``evaluate_directions`` (see :class:`~gradprobe.engines.base.Engine`), and
+    the fallback for engines without one. Every point is a fresh array, so the
+    working copies are never written.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradprobe.params import ParamSet
+    >>> from gradprobe.problem import prepare
+    >>> f = lambda w: float(np.sum(w ** 2))
+    >>> problem = prepare(f, ParamSet.from_user(np.ones(2), f), (), upcast=True,
+    ...                   complex_step=False, seed=0)
+    >>> evaluate_directions(problem, [[np.array([1.0, -1.0])]], np.array([0.5, -0.5]))
+    array([[2.5, 2.5]])
+    """
+    from ..directional import displace
+
+    dtype = np.complex128 if problem.complex_step else np.float64
+    out = np.empty((len(directions), len(steps)), dtype=dtype)
+    f, call, args = problem.f, problem.paramset.call, problem.args
+    for i, direction in enumerate(directions):
+        for j, step in enumerate(steps):
+            arrays = [displace(w, d, step) for w, d in zip(problem.working, direction)]
+            value = call(f, arrays, args)
+            if type(value) is not float:
+                value = loss_value(value, context=(
+                    f"with every parameter displaced along random direction {i} "
+                    f"(step {abs(step):.3g})"), allow_complex=problem.complex_step)
+            out[i, j] = value
+            problem.evaluations += 1
+    return out
