@@ -1,0 +1,217 @@
+"""W1: full check of one dense layer, structured vs the references (SPEC section 4).
+
+Run with::
+
+    python -m pytest benchmarks/test_w1_dense.py --benchmark-only
+
+Every case times ``gradprobe.nn.check_model`` (all ``n*n + n`` entries of ``W``
+and ``b``, float64, batch 64) with pytest-benchmark and, in the same run:
+
+* the seed-style loop: copy ``W``, perturb one entry by +-h, recompute the
+  cost with NumPy (a sample of entries, extrapolated to every entry);
+* the generic Python engine, ``gp.check(..., backend="python", mode="sample")``
+  on a NumPy closure (a sample, extrapolated);
+* the arithmetic bound ``P * B * 6 / GEMM flop/s``, with the GEMM rate of a
+  1024 x 1024 @ 1024 x 1024 NumPy matmul measured on this machine.
+
+A 3-layer MLP (256-128-64-10, ReLU, softmax cross-entropy) shows the case
+where perturbing the first layer recomputes every later layer. The table is
+printed at the end of the run.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import gradprobe as gp
+from gradprobe import nn
+
+BATCH = 64
+SIZES = (256, 1024, 4096)
+LOSSES = ("mse", "softmax_ce")
+#: Entries timed for the seed-style loop (extrapolated to all entries).
+SEED_LOOP_ENTRIES = {256: 2000, 1024: 2000, 4096: 100}
+#: Entries per parameter sampled for the generic Python engine.
+GENERIC_SAMPLES = {256: 200, 1024: 50, 4096: 5}
+#: Timed rounds of the structured check.
+ROUNDS = {256: 20, 1024: 10, 4096: 3}
+#: Step of the reference loops (the seeds' style: one fixed epsilon).
+SEED_EPS = 1e-5
+
+TITLE = "W1 dense layer, full check (float64, batch 64; seconds, min of rounds)"
+COLUMNS = ("case", "entries", "structured", "seed-style loop", "generic python", "bound",
+           "vs seed loop", "vs generic", "/ bound")
+_ROWS: list[dict] = []
+_PUBLISHED: list[bool] = []
+
+
+def _best(fn, repeats: int = 5) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+@pytest.fixture(scope="module")
+def gemm_flops() -> float:
+    """Measured flop/s of a 1024^3 float64 NumPy matmul on this machine."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((1024, 1024)), rng.standard_normal((1024, 1024))
+    a @ b
+    return 2 * 1024 ** 3 / _best(lambda: a @ b)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def w1_table(request):
+    """Print the side-by-side table after the last case, unless the shared
+    ``bench_table`` plumbing of ``benchmarks/conftest.py`` prints it."""
+    yield
+    if not _ROWS or any(_PUBLISHED):
+        return
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print("\n".join(format_table(_ROWS)), flush=True)
+
+
+def _cells(r: dict) -> tuple[str, ...]:
+    """One row of the table as text (ratios are reference time / structured time)."""
+    generic = f"{r['generic']:.3g}" if r["generic"] else "-"
+    vs_generic = f"{r['generic'] / r['structured']:,.0f}x" if r["generic"] else "-"
+    bound = f"{r['bound']:.3g}" if r["bound"] else "-"
+    over = f"{r['structured'] / r['bound']:.1f}" if r["bound"] else "-"
+    return (r["case"], f"{r['entries']:,}", f"{r['structured']:.3g}", f"{r['seed']:.3g}",
+            generic, bound, f"{r['seed'] / r['structured']:,.0f}x", vs_generic, over)
+
+
+def format_table(rows: list[dict]) -> list[str]:
+    """The W1 table in Markdown."""
+    lines = ["", TITLE, "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return lines
+
+
+def publish(request, row: dict) -> None:
+    """Record a row (in the shared benchmark table when the conftest provides one)."""
+    _ROWS.append(row)
+    try:
+        shared = request.getfixturevalue("bench_table")
+    except pytest.FixtureLookupError:
+        _PUBLISHED.append(False)
+        return
+    tab = shared(TITLE, COLUMNS)
+    if not tab.notes:
+        tab.note("structured = gradprobe.nn.check_model, every entry of W and b; seed-style "
+                 "loop and generic python (gp.check, backend='python') are timed on a sample "
+                 "and extrapolated; bound = P * B * 6 / measured GEMM flop/s")
+    tab.add(*_cells(row))
+    _PUBLISHED.append(True)
+
+
+# -- problems and references ----------------------------------------------------
+def dense_problem(n: int, loss: str):
+    rng = np.random.default_rng(n)
+    loss_fn = nn.MSE() if loss == "mse" else nn.SoftmaxCrossEntropy()
+    model = nn.Sequential([nn.Dense(n, n, seed=1)], loss=loss_fn)
+    X = rng.standard_normal((BATCH, n))
+    T = rng.standard_normal((BATCH, n)) if loss == "mse" else rng.integers(0, n, BATCH)
+    return model, X, T
+
+
+def numpy_cost(model: nn.Sequential, X: np.ndarray, T: np.ndarray):
+    """The model's loss in NumPy, as the seeds write it: ``cost(params)``."""
+    onehot = None
+    if isinstance(model.loss_fn, nn.SoftmaxCrossEntropy):
+        onehot = np.zeros((X.shape[0], model.n_out))
+        onehot[np.arange(X.shape[0]), T] = 1.0
+
+    def cost(**params):
+        a = X
+        for pos, layer in enumerate(model.layers):
+            if isinstance(layer, nn.Dense):
+                a = a @ params[f"{pos}.W"] + params[f"{pos}.b"]
+            else:
+                a = np.maximum(a, 0.0)
+        if onehot is None:
+            return 0.5 * np.sum((a - T) ** 2) / X.shape[0]
+        top = a.max(axis=1, keepdims=True)
+        lse = top[:, 0] + np.log(np.exp(a - top).sum(axis=1))
+        return float(np.sum(lse - (onehot * a).sum(axis=1))) / X.shape[0]
+    return cost
+
+
+def seed_loop_seconds(model, X, T, entries: int) -> float:
+    """Seconds per entry of the seed-style loop on the first Dense layer's W."""
+    cost = numpy_cost(model, X, T)
+    params = {k: v.copy() for k, v in model.parameters().items()}
+    W = params["0.W"]
+    rng = np.random.default_rng(0)
+    picks = rng.choice(W.size, size=min(entries, W.size), replace=False)
+    start = time.perf_counter()
+    for flat in picks:
+        i, j = divmod(int(flat), W.shape[1])
+        plus = dict(params, **{"0.W": W.copy()})
+        plus["0.W"][i, j] += SEED_EPS
+        minus = dict(params, **{"0.W": W.copy()})
+        minus["0.W"][i, j] -= SEED_EPS
+        (cost(**plus) - cost(**minus)) / (2 * SEED_EPS)
+    return (time.perf_counter() - start) / len(picks)
+
+
+def generic_seconds(model, X, T, grads, samples: int) -> float:
+    """Seconds per checked entry of gp.check with the Python engine (sample mode)."""
+    cost = numpy_cost(model, X, T)
+    start = time.perf_counter()
+    report = gp.check(cost, model.parameters(), grads, backend="python", mode="sample",
+                      samples=samples)
+    seconds = time.perf_counter() - start
+    return seconds / sum(p.checked for p in report.params.values())
+
+
+# -- the cases -----------------------------------------------------------------------
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("n", SIZES)
+def test_w1_dense_full_check(benchmark, request, gemm_flops, n, loss):
+    model, X, T = dense_problem(n, loss)
+    grads = model.gradients(X, T)
+    entries = n * n + n
+    nn.check_model(model, X, T, grads)  # warm-up: JIT cache, first-touch memory
+    benchmark.group = f"W1 {n}x{n}"
+    report = benchmark.pedantic(nn.check_model, args=(model, X, T, grads),
+                                rounds=ROUNDS[n], iterations=1)
+    assert report.passed and report.params["0.W"].checked == n * n
+    structured = benchmark.stats.stats.min
+    seed = seed_loop_seconds(model, X, T, SEED_LOOP_ENTRIES[n]) * entries
+    generic = generic_seconds(model, X, T, grads, GENERIC_SAMPLES[n]) * entries
+    bound = n * n * BATCH * 6 / gemm_flops
+    row = {"case": f"{n}x{n} {loss}", "entries": entries, "structured": structured,
+           "seed": seed, "generic": generic, "bound": bound}
+    benchmark.extra_info.update({k: v for k, v in row.items() if k != "case"})
+    publish(request, row)
+
+
+def test_w1_mlp_first_layer(benchmark, request):
+    """3-layer ReLU MLP: perturbing the first layer recomputes the layers after it."""
+    rng = np.random.default_rng(3)
+    model = nn.Sequential([nn.Dense(256, 128, seed=0), nn.ReLU(), nn.Dense(128, 64, seed=1),
+                           nn.ReLU(), nn.Dense(64, 10, seed=2)],
+                          loss=nn.SoftmaxCrossEntropy())
+    X = rng.standard_normal((BATCH, 256))
+    T = rng.integers(0, 10, BATCH)
+    grads = model.gradients(X, T)
+    entries = sum(p.size for p in model.parameters().values())
+    nn.check_model(model, X, T, grads, mode="sample", samples=8)  # warm-up
+    benchmark.group = "W1 MLP"
+    report = benchmark.pedantic(nn.check_model, args=(model, X, T, grads), rounds=2,
+                                iterations=1)
+    assert report.passed
+    structured = benchmark.stats.stats.min
+    seed = seed_loop_seconds(model, X, T, 2000) * entries
+    generic = generic_seconds(model, X, T, grads, 100) * entries
+    row = {"case": "MLP 256-128-64-10 relu softmax_ce", "entries": entries,
+           "structured": structured, "seed": seed, "generic": generic, "bound": None}
+    benchmark.extra_info.update({k: v for k, v in row.items() if k != "case"})
+    publish(request, row)

@@ -1,0 +1,274 @@
+"""``check_model`` and ``numerical_gradient_model``: structured gradient checks.
+
+A black-box checker evaluates the whole model once per perturbed entry. Here
+the model's structure is known: perturbing ``W[i, j]`` of a Dense layer only
+moves column ``j`` of its output, so each perturbed loss is evaluated as a
+*difference* from one cached forward pass (:mod:`.plan`), recomputing only
+that column and the layers after it (:mod:`.downstream`), or, for the layer
+that feeds the loss, all entries at once by one blocked contraction
+(:mod:`.heads`); :mod:`.estimates` picks the path. The estimates and their error bars go through the same
+verdict, diagnosis and report as :func:`gradprobe.check`.
+"""
+from __future__ import annotations
+
+import numbers
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numba
+import numpy as np
+
+from .. import config
+from ..diagnosis import diagnose_all
+from ..estimation import select_entries
+from ..report import CheckReport, ParamReport
+from ..stencils import Stencil
+from ..verdict import compare_param
+from .estimates import kink_prober, layer_estimates, private_params, refiner
+from .inputs import validate_grads, validate_params
+from .plan import Plan, make_plan
+from .sequential import Sequential, backward
+
+#: Methods the structured check supports (the complex step needs a complex model).
+METHODS = ("central", "forward", "richardson")
+#: Modes the structured check supports.
+MODES = ("full", "sample")
+#: Name of this checker in reports.
+BACKEND = "nn-structured"
+
+
+# -- options ---------------------------------------------------------------
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name}={value!r} is not valid; expected one of {', '.join(allowed)}")
+    return value
+
+
+def _nonnegative(name: str, value: Any, *, positive: bool = False) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
+    v = float(value)
+    if not np.isfinite(v) or v < 0 or (positive and v == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name}={value!r} is not valid; expected a finite number {bound}")
+    return v
+
+
+def _count(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name}={value!r} is not valid; expected a positive integer")
+    return int(value)
+
+
+def _validate(model: Any, method: str, eps: Any, upcast: Any, workers: Any,
+              seed: Any) -> tuple[float | None, int | None]:
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a gradprobe.nn.Sequential, got {type(model).__name__}")
+    if method == "complex":
+        raise ValueError("method='complex' is not supported by the structured model check "
+                         f"(the model's kernels are real); use one of {', '.join(METHODS)}")
+    _choice("method", method, METHODS)
+    eps = _nonnegative("eps", eps, positive=True)
+    if not isinstance(upcast, (bool, np.bool_)):
+        raise TypeError(f"upcast must be True or False, got {upcast!r}")
+    workers = _count("workers", workers)
+    if workers is not None and workers > numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"workers={workers} is more than the {numba.config.NUMBA_NUM_THREADS} "
+                         "threads Numba was started with (NUMBA_NUM_THREADS)")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed={seed!r} is not valid; expected a non-negative integer")
+    return eps, workers
+
+
+@contextmanager
+def _threads(workers: int | None) -> Iterator[None]:
+    """Run with ``workers`` Numba threads, restoring the previous count afterwards."""
+    if workers is None:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(workers)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _plan(model: Sequential, X: Any, T: Any, upcast: bool) -> Plan:
+    eval_dtype = config.UPCAST_DTYPE if upcast else model.dtype
+    return make_plan(model, X, T, private_params(model, eval_dtype), eval_dtype)
+
+
+# -- public API ----------------------------------------------------------------
+def numerical_gradient_model(model: Sequential, X: Any, T: Any, *, method: str = "central",
+                             eps: float | None = None, upcast: bool = True,
+                             workers: int | None = None) -> dict[str, np.ndarray]:
+    """Numerical gradient of a model's loss, by structured finite differences.
+
+    Parameters
+    ----------
+    model : Sequential
+    X : ndarray, shape (batch, n_in)
+        Inputs.
+    T : ndarray
+        Targets (see the model's loss).
+    method : {"central", "forward", "richardson"}
+        Difference formula.
+    eps : float, optional
+        Absolute step; by default ``gradprobe.stencils.step_size`` with the
+        evaluation dtype's machine epsilon as the relative noise.
+    upcast : bool
+        Evaluate a float32 model in float64 (default), so the result reflects
+        the formula rather than float32 rounding.
+    workers : int, optional
+        Numba threads (default: all).
+
+    Returns
+    -------
+    dict of str to ndarray
+        Keys and shapes of ``model.parameters()``, in the parameters' dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradprobe.nn import Sequential, Dense, MSE, numerical_gradient_model
+    >>> model = Sequential([Dense(2, 1, W=[[0.34], [0.56]], b=[0.54])], loss=MSE())
+    >>> g = numerical_gradient_model(model, np.array([[1.0, 0.0]]), np.array([[0.1056]]))
+    >>> np.round(g["0.W"].ravel(), 6), np.round(g["0.b"], 6)
+    (array([0.7744, 0.    ]), array([0.7744]))
+    """
+    eps, workers = _validate(model, method, eps, upcast, workers, 0)
+    validate_params(model.parameters(), model.parameter_shapes(), finite=True)
+    with _threads(workers):
+        plan = _plan(model, X, T, bool(upcast))
+        out = {}
+        for pos in model.dense_positions:
+            layer = model.layers[pos]
+            est_W, est_b = layer_estimates(
+                plan, pos, np.arange(layer.n_in * layer.n_out, dtype=np.int64),
+                np.arange(layer.n_out, dtype=np.int64), method, eps, full=True)
+            out[f"{pos}.W"] = est_W.value.reshape(layer.W.shape).astype(model.dtype)
+            out[f"{pos}.b"] = est_b.value.reshape(layer.b.shape).astype(model.dtype)
+    return out
+
+
+def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: str = "full",
+                method: str = "central", eps: float | None = None, rtol: float | None = None,
+                atol: float | None = None, samples: int | None = None, seed: int = 0,
+                upcast: bool = True, workers: int | None = None) -> CheckReport:
+    """Check a model's gradients entry by entry against structured finite differences.
+
+    Parameters
+    ----------
+    model : Sequential
+    X : ndarray, shape (batch, n_in)
+        Inputs.
+    T : ndarray
+        Targets: ``(batch, n_out)`` reals for MSE; integer labels ``(batch,)``
+        or probability rows for softmax cross-entropy.
+    grads : dict of str to ndarray, optional
+        The gradients to check, keyed like ``model.parameters()``. By default
+        the model's own backward pass (``model.gradients(X, T)``) is checked.
+    mode : {"full", "sample"}
+        Every entry of every parameter, or ``samples`` entries (seeded) of each.
+    method : {"central", "forward", "richardson"}
+        Difference formula.
+    eps : float, optional
+        Absolute step (automatic by default).
+    rtol, atol : float, optional
+        Tolerances, as in :func:`gradprobe.check`.
+    samples : int, optional
+        Entries per parameter in ``mode="sample"`` (default 32).
+    seed : int
+        Seed of the sample draw.
+    upcast : bool
+        Evaluate a float32 model in float64 (default).
+    workers : int, optional
+        Numba threads (default: all).
+
+    Returns
+    -------
+    gradprobe.CheckReport
+        Same report as :func:`gradprobe.check` (``backend="nn-structured"``).
+        ``evaluations`` counts loss-difference evaluations (entries times the
+        method's points) plus the base forward pass.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad model, ``X``, ``T``, ``grads`` or options; the message names the
+        argument.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradprobe.nn import Sequential, Dense, SoftmaxCrossEntropy, check_model
+    >>> model = Sequential([Dense(16, 4, seed=0)], loss=SoftmaxCrossEntropy())
+    >>> rng = np.random.default_rng(0)
+    >>> X, labels = rng.standard_normal((8, 16)), rng.integers(0, 4, 8)
+    >>> grads = model.gradients(X, labels)
+    >>> grads["0.W"][3, 1] *= 1.01
+    >>> check_model(model, X, labels, grads).params["0.W"].failed_indices
+    [(3, 1)]
+    """
+    start = time.perf_counter()
+    eps, workers = _validate(model, method, eps, upcast, workers, seed)
+    _choice("mode", mode, MODES)
+    rtol = _nonnegative("rtol", rtol)
+    atol = _nonnegative("atol", atol)
+    samples = _count("samples", samples)
+    if samples is not None and mode != "sample":
+        raise ValueError(f"samples={samples} is only used with mode='sample' (mode={mode!r})")
+    if mode == "sample" and samples is None:
+        samples = config.DEFAULT_SAMPLES
+    params = model.parameters()
+    validate_params(params, model.parameter_shapes(), finite=True)
+    with _threads(workers):
+        if grads is not None:
+            grad_arrays = validate_grads(grads, params)
+        plan = _plan(model, X, T, bool(upcast))
+        if grads is None:
+            # the model's own backward pass, from the base forward pass when it ran in
+            # the model's dtype (its parameters are bit-for-bit copies of the model's)
+            grad_arrays = backward(model, plan.trace) if plan.eval_dtype == model.dtype \
+                else model.gradients(X, T)
+        stencil = Stencil(method)
+        reports: dict[str, ParamReport] = {}
+        evaluations = 1
+        names = list(params)
+        for pos in model.dense_positions:
+            layer = model.layers[pos]
+            chosen = {}
+            for name in (f"{pos}.W", f"{pos}.b"):
+                size = params[name].size
+                chosen[name] = select_entries(size, samples if mode == "sample" else None,
+                                              int(seed), names.index(name))
+            full = all(chosen[n].size == params[n].size for n in chosen)
+            estimates = layer_estimates(plan, pos, chosen[f"{pos}.W"], chosen[f"{pos}.b"],
+                                        method, eps, full)
+            for name, est in zip(chosen, estimates):
+                entries = chosen[name]
+                evaluations += entries.size * stencil.evaluations_per_entry
+                refine = refiner(plan, pos, name, entries, eps) \
+                    if method in ("central", "forward") else None
+                reports[name] = compare_param(
+                    name, params[name].shape, params[name].dtype, entries, grad_arrays[name],
+                    est, rtol=rtol, atol=atol, refine=refine,
+                    kink_probe=kink_prober(plan, pos, name, entries, eps))
+    reports = {name: reports[name] for name in names}
+    diagnose_all(reports)
+    notes = ["structured evaluation: every perturbed loss is a difference from one cached "
+             "forward pass; error bars bound the rounding of each computed difference"]
+    upcasted = plan.eval_dtype != model.dtype
+    if upcasted:
+        notes.append(f"{model.dtype} parameters evaluated in float64 (upcast); pass "
+                     "upcast=False to evaluate in the model's dtype")
+    return CheckReport(params=reports, method=method, mode=mode, backend=BACKEND,
+                       evaluations=int(evaluations), seconds=time.perf_counter() - start,
+                       upcast=bool(upcasted), noise=plan.eps * abs(plan.loss.value),
+                       loss=plan.loss.value, notes=notes)
