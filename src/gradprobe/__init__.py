@@ -4,10 +4,12 @@
 >>> gp.check(lambda w: np.sum(w ** 2), np.array([1.0, 2.0]), np.array([2.0, 4.0])).passed
 True
 """
-from .api import assert_gradients, check, numerical_gradient
+from .api import assert_gradients, check, check_model, numerical_gradient
 from .errors import GradientCheckError
 from .info import __version__, info
+from .layer_check import check_layer
 from .report import CheckReport, ParamReport
+from .vector_checks import check_hvp, check_jacobian, check_jvp, check_vjp
 
 __all__ = [
     "CheckReport",
@@ -16,6 +18,12 @@ __all__ = [
     "__version__",
     "assert_gradients",
     "check",
+    "check_hvp",
+    "check_jacobian",
+    "check_jvp",
+    "check_layer",
+    "check_model",
+    "check_vjp",
     "info",
     "numerical_gradient",
 ]

@@ -1,0 +1,501 @@
+"""Finite differences of array-valued functions along lines through their inputs.
+
+The scalar checks (:mod:`.problem`, :mod:`.estimation`) perturb one entry of
+a scalar loss at a time. Jacobian-vector products, Jacobians and
+Hessian-vector products need the derivative of *every output entry* along one
+line ``s -> f(x + s d)``: one pair of evaluations gives a whole column.
+
+This module
+
+* prepares an array-valued ``f`` once (:meth:`VectorFunction.prepare`): the
+  output at the unperturbed point, float64 evaluation of narrow inputs when
+  ``f`` accepts it, the complex-step probe, and the noise of *every output
+  entry* (the difference-table method of :mod:`.noise`, applied to all output
+  entries at once by :func:`noise_by_output`);
+* evaluates ``f`` along lines on private working copies (the user's arrays
+  are never written);
+* turns the outputs into estimates with error bars through the same
+  :class:`~gradprobe.stencils.Stencil` as the scalar checks, with one
+  unperturbed value and one noise level per output entry
+  (:func:`line_estimate`).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import config
+from .params import ParamSet, upcast_args
+from .problem import format_entry
+from .stencils import Estimate, Stencil
+
+
+def output_array(raw: Any, *, what: str, context: str, shape: tuple[int, ...] | None,
+                 allow_complex: bool = False) -> np.ndarray:
+    """What an array-valued function returned, as a validated ndarray.
+
+    Parameters
+    ----------
+    raw : object
+        The return value.
+    what : str
+        How to call the function in messages (``"f"``, ``"jvp"``, ``"grad"``).
+    context : str
+        Where it was evaluated (``"at the unperturbed point"``).
+    shape : tuple of int or None
+        The shape it must have (``None``: any non-empty shape).
+    allow_complex : bool
+        Accept a complex result (complex step).
+
+    Returns
+    -------
+    ndarray
+
+    Raises
+    ------
+    TypeError
+        A result that is not a real numeric array.
+    ValueError
+        A wrong shape, or an empty result.
+
+    Examples
+    --------
+    >>> output_array([1.0, 2.0], what="f", context="here", shape=(2,))
+    array([1., 2.])
+    >>> output_array(np.ones(3), what="f", context="at x", shape=(2,))
+    Traceback (most recent call last):
+    ...
+    ValueError: f returned an array of shape (3,) at x, expected shape (2,)
+    """
+    if isinstance(raw, (bool, np.bool_)):
+        raise TypeError(f"{what} returned a bool {context}; it must return a numeric array")
+    try:
+        array = np.asarray(raw)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{what} returned {type(raw).__name__} {context}, which is not "
+                        f"an array: {exc}") from exc
+    kinds = "fiuc" if allow_complex else "fiu"
+    if array.dtype.kind not in kinds:
+        extra = " (complex)" if array.dtype.kind == "c" else ""
+        raise TypeError(f"{what} returned {type(raw).__name__} of dtype {array.dtype}"
+                        f"{extra} {context}; it must return a real floating array")
+    if shape is not None and array.shape != tuple(shape):
+        raise ValueError(f"{what} returned an array of shape {array.shape} {context}, "
+                         f"expected shape {tuple(shape)}")
+    if array.size == 0:
+        raise ValueError(f"{what} returned an empty array (shape {array.shape}) {context}")
+    return array
+
+
+def _precision(dtype: np.dtype) -> np.dtype:
+    """The floating dtype whose epsilon describes values of ``dtype``."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "fc":
+        return np.finfo(dtype).dtype
+    return np.dtype(np.float64)
+
+
+def noise_by_output(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ECnoise's difference table for every column of ``values`` at once.
+
+    The vectorized form of :func:`gradprobe.noise.noise_from_table`, which it
+    matches column by column (``tests/test_vector_checks.py`` checks this).
+
+    Parameters
+    ----------
+    values : ndarray, shape (n_points, m)
+        Column ``k`` holds output entry ``k`` at ``x + j * delta * v`` for
+        consecutive ``j``.
+
+    Returns
+    -------
+    level : ndarray, shape (m,)
+        The noise of every output entry (0.0 where ``status`` is not 1).
+    status : ndarray of int, shape (m,)
+        1 success; 2 spacing too small; 3 spacing too large; 0 the column
+        holds a non-finite value.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> t = np.linspace(-4, 4, 9)[:, None] * 1e-3
+    >>> smooth = 1 + t + t ** 2
+    >>> level, status = noise_by_output(np.hstack([smooth + 1e-9 * rng.standard_normal((9, 1)),
+    ...                                            np.ones((9, 1))]))
+    >>> status.tolist(), bool(2e-10 < level[0] < 5e-9)
+    ([1, 2], True)
+    """
+    f = np.asarray(values, dtype=np.float64)
+    n, m = f.shape
+    finite = np.all(np.isfinite(f), axis=0)
+    f = np.where(finite, f, 0.0)
+    orders = min(config.NOISE_MAX_ORDER, n - 1)
+    levels = np.zeros((orders, m))
+    sign_change = np.zeros((orders, m), dtype=bool)
+    too_small = np.zeros(m, dtype=bool)
+    gamma = 1.0
+    for j in range(1, orders + 1):
+        f = np.diff(f, axis=0)
+        if j == 1:
+            too_small = np.count_nonzero(f == 0.0, axis=0) >= n / 2
+        gamma *= 0.5 * j / (2 * j - 1)
+        levels[j - 1] = np.sqrt(gamma * np.mean(f * f, axis=0))
+        sign_change[j - 1] = f.min(axis=0) * f.max(axis=0) < 0.0
+    level = np.zeros(m)
+    status = np.full(m, 3, dtype=np.int64)
+    status[too_small] = 2
+    decided = too_small | ~finite
+    for k in range(orders - 2):
+        window = levels[k:k + 3]
+        low, high = window.min(axis=0), window.max(axis=0)
+        ok = (low > 0) & (high <= 4.0 * low) & sign_change[k] & ~decided
+        level[ok] = levels[k][ok]
+        status[ok] = 1
+        decided |= ok
+    status[~finite] = 0
+    return level, status
+
+
+def combine_readings(first: tuple[np.ndarray, np.ndarray],
+                     second: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Noise per output entry from tables at a spacing and a 100x smaller one.
+
+    Mirrors :func:`gradprobe.noise.estimate_noise`: true noise does not
+    depend on the spacing, so when both readings succeed the smaller wins,
+    unless it shrank with the spacing (a kink crossed by the probe, not
+    noise); a reading that does not survive the smaller spacing (which then
+    sees a smooth table) is dropped. Entries without a reading get 0 (the
+    caller applies its floor).
+
+    Examples
+    --------
+    >>> ok = (np.array([1e-9, 1e-9, 1e-6]), np.array([1, 1, 1]))
+    >>> small = (np.array([2e-9, 0.0, 1e-9]), np.array([1, 3, 1]))
+    >>> combine_readings(ok, small).tolist()
+    [1e-09, 0.0, 0.0]
+    """
+    (l1, s1), (l2, s2) = first, second
+    ok1, ok2 = s1 == 1, s2 == 1
+    low, high = np.minimum(l1, l2), np.maximum(l1, l2)
+    shrank = low < high / np.sqrt(config.NOISE_SPACING_FACTOR)
+    level = np.zeros(l1.shape)
+    level = np.where(ok1 & ok2 & ~shrank, low, level)
+    level = np.where(ok1 & ~ok2 & (s2 == 2), l1, level)
+    level = np.where(~ok1 & ok2, l2, level)
+    return level
+
+
+@dataclass
+class VectorFunction:
+    """An array-valued function prepared for differences along lines.
+
+    Attributes
+    ----------
+    f : callable
+        The user's function.
+    paramset : ParamSet
+        The inputs (names, structure, the user's arrays: never written).
+    args : tuple
+        Extra positional arguments (upcast with the inputs).
+    working : list of ndarray
+        Private C-contiguous copies of the inputs in the evaluation dtype
+        (complex for the complex step).
+    out_shape : tuple of int
+        Shape of ``f``'s output.
+    out_dtype : numpy.dtype
+        Dtype of the output at the user's own dtypes (for the report).
+    eval_dtype : numpy.dtype
+        Precision the outputs are computed in.
+    y0 : ndarray
+        The flat output at the unperturbed point (float64).
+    noise : ndarray
+        Noise of one evaluation of every output entry (flat).
+    upcast : bool
+        True when narrow inputs are evaluated in float64.
+    complex_step : bool
+        True when the working copies are complex.
+    what : str
+        How to call ``f`` in messages.
+    notes : list of str
+        Remarks for the report.
+    evaluations : int
+        Evaluations of ``f`` so far.
+    """
+
+    f: Callable[..., Any]
+    paramset: ParamSet
+    args: tuple
+    working: list[np.ndarray]
+    out_shape: tuple[int, ...]
+    out_dtype: np.dtype
+    eval_dtype: np.dtype
+    y0: np.ndarray
+    upcast: bool
+    complex_step: bool
+    what: str = "f"
+    noise: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    noise_measured: int = 0
+    notes: list[str] = field(default_factory=list)
+    evaluations: int = 0
+
+    # -- set-up -------------------------------------------------------------
+    @classmethod
+    def prepare(cls, f: Callable[..., Any], paramset: ParamSet, args: tuple, *,
+                upcast: bool, complex_step: bool, seed: int,
+                what: str = "f") -> "VectorFunction":
+        """Evaluate the unperturbed point, pick the evaluation dtype, measure noise.
+
+        Exceptions raised by ``f`` at the unperturbed point propagate unchanged.
+
+        Examples
+        --------
+        >>> from gradprobe.params import ParamSet
+        >>> x = np.array([0.5, 1.0], dtype=np.float32)
+        >>> vf = VectorFunction.prepare(np.tanh, ParamSet.from_user(x, np.tanh), (),
+        ...                             upcast=True, complex_step=False, seed=0)
+        >>> vf.out_shape, vf.upcast, vf.working[0].dtype, vf.out_dtype
+        ((2,), True, dtype('float64'), dtype('float32'))
+        """
+        native = [np.array(a, order="C", copy=True) for a in paramset.arrays]  # keeps 0-d
+        y = output_array(paramset.call(f, native, args), what=what,
+                         context="at the unperturbed point", shape=None)
+        out_shape, out_dtype = y.shape, y.dtype
+        evaluations = 1
+        notes: list[str] = []
+        working, used_args, did_upcast = native, args, False
+        eval_dtype = _precision(y.dtype)
+        narrow = [n for n, a in zip(paramset.names, native)
+                  if a.dtype.itemsize < config.UPCAST_DTYPE.itemsize]
+        if upcast and narrow:
+            wide = [a.astype(config.UPCAST_DTYPE) if n in narrow else a
+                    for n, a in zip(paramset.names, native)]
+            wide_args = upcast_args(args)
+            try:
+                evaluations += 1
+                y_wide = output_array(paramset.call(f, wide, wide_args), what=what,
+                                      context="at the unperturbed point (upcast)",
+                                      shape=out_shape)
+            except Exception as exc:  # f refused float64 input: evaluate natively
+                notes.append(f"{', '.join(narrow)} evaluated in their own dtype: {what} "
+                             f"raised {type(exc).__name__} for float64 input")
+            else:
+                if np.all(np.isfinite(y_wide)):
+                    working, used_args, y, did_upcast = wide, wide_args, y_wide, True
+                    eval_dtype = _precision(y_wide.dtype)
+                    if eval_dtype.itemsize < 8:
+                        notes.append(f"{', '.join(narrow)} upcast to float64, but {what} "
+                                     f"returned {eval_dtype}: the error bars use "
+                                     f"{eval_dtype} noise")
+                    else:
+                        notes.append(f"{', '.join(narrow)} evaluated in float64 (upcast); "
+                                     "pass upcast=False to evaluate in the inputs' dtype")
+                else:
+                    notes.append(f"{', '.join(narrow)} evaluated in their own dtype: "
+                                 f"{what} returned non-finite values for float64 input")
+        y0 = y.reshape(-1).astype(np.float64)
+        if not np.all(np.isfinite(y0)):
+            bad = int(np.flatnonzero(~np.isfinite(y0))[0])
+            index = np.unravel_index(bad, out_shape) if out_shape else ()
+            raise ValueError(f"{what} returned {y0[bad].item()!r} in "
+                             f"{format_entry('output', index)} at the unperturbed point; "
+                             "the output must be finite")
+        if complex_step:
+            working = [a.astype(np.result_type(a.dtype, np.complex64)) for a in working]
+        vf = cls(f, paramset, used_args, [np.asarray(a, order="C") for a in working],
+                 tuple(out_shape), np.dtype(out_dtype), eval_dtype, y0, did_upcast,
+                 complex_step, what, notes=notes, evaluations=evaluations)
+        if complex_step:
+            vf._probe_complex()
+        vf._measure_noise(seed)
+        return vf
+
+    def _probe_complex(self) -> None:
+        """Check that ``f`` carries an imaginary perturbation through to its output."""
+        probe = [a.copy() for a in self.working]
+        flat = probe[0].reshape(-1)
+        flat[0] = flat[0] + 1j * config.COMPLEX_STEP * max(1.0, abs(flat[0].real))
+        name = self.paramset.names[0]
+        hint = (f"method='complex' needs a {self.what} written for complex input (no abs(), "
+                "np.real, comparisons or real-typed buffers on the path of the inputs)")
+        self.evaluations += 1
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", np.exceptions.ComplexWarning)
+                raw = self.paramset.call(self.f, probe, self.args)
+        except Exception as exc:
+            raise TypeError(f"{hint}; calling {self.what} with complex {name!r} raised "
+                            f"{type(exc).__name__}: {exc}") from exc
+        value = np.asarray(raw)
+        if value.dtype.kind != "c":
+            raise TypeError(f"{hint}; {self.what} returned a real {value.dtype} for complex "
+                            f"{name!r}, so the imaginary part of the step was dropped")
+
+    def _measure_noise(self, seed: int) -> None:
+        """Noise of every output entry along one random direction through the inputs."""
+        rng = np.random.default_rng([seed, 0x6E6F6973])
+        base = [a.real.astype(np.float64) for a in self.working]
+        direction = [rng.standard_normal(a.shape) * np.maximum(1.0, np.abs(a)) for a in base]
+        norm = np.sqrt(sum(float(np.sum(d * d)) for d in direction))
+        direction = [d / norm for d in direction]
+        eps = float(np.finfo(self.eval_dtype).eps)
+        offsets = np.arange(-config.NOISE_HALF_POINTS, config.NOISE_HALF_POINTS + 1)
+        spacing = eps ** config.NOISE_SPACING_POWER
+        readings = []
+        for delta in (spacing, spacing / config.NOISE_SPACING_FACTOR):
+            rows = []
+            for k in offsets:
+                arrays = [(b + (k * delta) * d).astype(w.dtype)
+                          for b, d, w in zip(base, direction, self.working)]
+                rows.append(np.real(self.output(arrays, "while measuring its noise",
+                                                finite=False)))
+            readings.append(noise_by_output(np.stack(rows)))
+        level = combine_readings(*readings)
+        self.noise_measured = int(np.count_nonzero(level > 0))
+        floor = config.NOISE_FLOOR_ULPS * eps * np.abs(self.y0)
+        self.noise = np.maximum(level, floor)
+
+    # -- evaluation ---------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Number of output entries."""
+        return int(self.y0.size)
+
+    @property
+    def eps(self) -> float:
+        """Machine epsilon of the evaluation dtype."""
+        return float(np.finfo(self.eval_dtype).eps)
+
+    @property
+    def noise_rel(self) -> float:
+        """Relative noise used to choose steps: the noisiest entry against the
+        output's scale, at least the evaluation epsilon."""
+        scale = max(float(np.max(np.abs(self.y0))), np.finfo(np.float64).tiny)
+        rel = float(np.max(self.noise)) / scale
+        return float(min(max(rel, self.eps), config.MAX_NOISE_REL))
+
+    def output(self, arrays: Sequence[np.ndarray], context: str, *,
+               finite: bool = True) -> np.ndarray:
+        """The flat output at ``arrays`` (float64, or complex128 for the complex step)."""
+        self.evaluations += 1
+        raw = self.paramset.call(self.f, arrays, self.args)
+        y = output_array(raw, what=self.what, context=context, shape=self.out_shape,
+                         allow_complex=self.complex_step)
+        flat = y.reshape(-1).astype(np.complex128 if self.complex_step else np.float64)
+        if finite and not np.all(np.isfinite(flat)):
+            bad = int(np.flatnonzero(~np.isfinite(flat))[0])
+            index = np.unravel_index(bad, self.out_shape) if self.out_shape else ()
+            raise ValueError(
+                f"{self.what} returned {flat[bad].item()!r} in {format_entry('output', index)} "
+                f"{context}; the output must be finite near the checked point: pass a "
+                "smaller eps, or check a point further from the domain boundary")
+        return flat
+
+    def along(self, direction: Sequence[np.ndarray], s: float | complex,
+              context: str) -> np.ndarray:
+        """The output at ``x + s * direction`` (rounded to the working dtypes)."""
+        arrays = [(w + s * d).astype(w.dtype, copy=False)
+                  for w, d in zip(self.working, direction)]
+        return self.output(arrays, context)
+
+    def with_entry(self, param: int, flat_index: int, value: Any, context: str) -> np.ndarray:
+        """The output with one entry of one working copy replaced by ``value``."""
+        flat = self.working[param].reshape(-1)
+        original = flat[flat_index]
+        try:
+            flat[flat_index] = value
+            return self.output(self.working, context)
+        finally:
+            flat[flat_index] = original
+
+
+def line_estimate(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float, method: str,
+                  vf: VectorFunction) -> Estimate:
+    """Derivative of every output entry along one line, with error bars.
+
+    Parameters
+    ----------
+    evaluate : callable
+        ``evaluate(s)`` returns the flat output at the point ``s`` of the line.
+    origin : scalar
+        The parameter of the unperturbed point (its dtype is the dtype the
+        perturbed points are rounded to).
+    h : float
+        The step along the line.
+    method : str
+        ``"central"``, ``"forward"``, ``"richardson"`` or ``"complex"``.
+    vf : VectorFunction
+        Supplies the unperturbed output, the noise per entry and the epsilon.
+
+    Returns
+    -------
+    Estimate
+        One derivative per output entry, error bars from each entry's own
+        noise (rounding) and curvature (truncation).
+
+    Examples
+    --------
+    >>> from gradprobe.params import ParamSet
+    >>> x = np.array([0.3, -1.2])
+    >>> vf = VectorFunction.prepare(np.sin, ParamSet.from_user(x, np.sin), (),
+    ...                             upcast=True, complex_step=False, seed=0)
+    >>> est = line_estimate(lambda s: vf.along([np.ones(2)], s, "test"), 0.0, 2.0 ** -17,
+    ...                     "central", vf)
+    >>> bool(np.all(np.abs(est.value - np.cos(x)) <= est.error_bar))
+    True
+    """
+    if method == "complex":
+        y = evaluate(float(np.real(origin)) + 1j * h)
+        value = np.imag(y) / h
+        bar = config.NOISE_SAFETY * vf.eps * np.abs(value)
+        return Estimate(value, bar)
+    stencil = Stencil(method)
+    origin_array = np.asarray([np.real(origin)])
+    points = stencil.points(origin_array, np.array([float(h)]))[0]
+    outputs = np.stack([np.real(evaluate(p)) for p in points], axis=1)
+    m = outputs.shape[0]
+    x = np.full(m, float(origin_array[0]))
+    return stencil.estimate(outputs, x, np.broadcast_to(points.astype(np.float64), outputs.shape),
+                            f0=vf.y0, noise=vf.noise, eps=vf.eps)
+
+
+def one_sided_line(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float,
+                   vf: VectorFunction) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right one-sided derivatives of every output entry at step ``h``.
+
+    Examples
+    --------
+    >>> from gradprobe.params import ParamSet
+    >>> x = np.array([0.0, 1.0])
+    >>> vf = VectorFunction.prepare(np.abs, ParamSet.from_user(x, np.abs), (),
+    ...                             upcast=True, complex_step=False, seed=0)
+    >>> left, right = one_sided_line(lambda s: vf.along([np.ones(2)], s, "t"), 0.0,
+    ...                              2.0 ** -20, vf)
+    >>> left.tolist(), right.tolist()
+    ([-1.0, 1.0], [1.0, 1.0])
+    """
+    origin_array = np.asarray([np.real(origin)])
+    points = (origin_array[0] + np.array([h, -h])).astype(origin_array.dtype)
+    plus, minus = (np.real(evaluate(p)) for p in points)
+    x = float(origin_array[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        right = (plus - vf.y0) / (float(points[0]) - x)
+        left = (vf.y0 - minus) / (x - float(points[1]))
+    return left, right
+
+
+def scaled(estimate: Estimate, factor: float) -> Estimate:
+    """An estimate of ``factor`` times the derivative (a rescaled line parameter).
+
+    Examples
+    --------
+    >>> scaled(Estimate(np.array([1.0]), np.array([0.1])), 3.0).value
+    array([3.])
+    """
+    def times(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a * factor
+
+    return Estimate(estimate.value * factor, estimate.error_bar * abs(factor),
+                    times(estimate.left), times(estimate.right))
