@@ -13,36 +13,11 @@ from .engines import select_engine
 from .errors import GradientCheckError
 from .directional import directional_check
 from .estimation import check_entries, estimate_entries, select_entries
+from .options import choice, positive_float, positive_int
 from .params import ParamSet, Structure
 from .problem import prepare
 from .report import CheckReport
 from .stencils import Stencil
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name}={value!r} is not valid; expected one of {', '.join(allowed)}")
-    return value
-
-
-def _positive_float(name: str, value: Any, *, allow_zero: bool = False) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
-    v = float(value)
-    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name}={value!r} is not valid; expected a finite number {bound}")
-    return v
-
-
-def _positive_int(name: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}={value!r} is not valid; expected a positive integer")
-    return int(value)
 
 
 def _validate_common(f: Any, args: Any, method: str, eps: Any, backend: str,
@@ -54,10 +29,10 @@ def _validate_common(f: Any, args: Any, method: str, eps: Any, backend: str,
     if not isinstance(args, tuple):
         raise TypeError(f"args must be a tuple of extra arguments for f, got "
                         f"{type(args).__name__} (write args=(value,) for one argument)")
-    _choice("method", method, config.METHODS)
-    _choice("backend", backend, config.BACKENDS)
-    eps = _positive_float("eps", eps)
-    workers = _positive_int("workers", workers)
+    choice("method", method, config.METHODS)
+    choice("backend", backend, config.BACKENDS)
+    eps = positive_float("eps", eps)
+    workers = positive_int("workers", workers)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed={seed!r} is not valid; expected a non-negative integer")
     if not isinstance(upcast, (bool, np.bool_)):
@@ -284,12 +259,12 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
     """
     start = time.perf_counter()
     args, eps, workers = _validate_common(f, args, method, eps, backend, workers, seed, upcast)
-    _choice("mode", mode, config.MODES)
-    rtol = _positive_float("rtol", rtol, allow_zero=True)
-    atol = _positive_float("atol", atol, allow_zero=True)
-    samples = _positive_int("samples", samples)
-    directions = _positive_int("directions", directions)
-    budget_s = _positive_float("budget_s", budget_s)
+    choice("mode", mode, config.MODES)
+    rtol = positive_float("rtol", rtol, allow_zero=True)
+    atol = positive_float("atol", atol, allow_zero=True)
+    samples = positive_int("samples", samples)
+    directions = positive_int("directions", directions)
+    budget_s = positive_float("budget_s", budget_s)
     if directions is not None and mode not in ("directional", "auto"):
         raise ValueError(f"directions is only used with mode='directional' or mode='auto' "
                          f"(mode={mode!r})")

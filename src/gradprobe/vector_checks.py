@@ -34,7 +34,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from . import config
-from .api import _choice, _positive_float, check
+from .api import check
+from .options import choice, positive_float
 from .diagnosis import diagnose_all
 from .params import ParamSet, _as_param_array, _positional_names, loss_value
 from .problem import format_entry
@@ -92,16 +93,16 @@ def _upcast(upcast: Any) -> bool:
 def _vector_options(method: Any, eps: Any, rtol: Any, atol: Any, seed: Any, upcast: Any,
                     backend: Any, args: Any) -> tuple:
     """Validate the options shared by the difference-based checks."""
-    _choice("method", method, config.METHODS)
-    eps = _positive_float("eps", eps)
-    rtol = _positive_float("rtol", rtol, allow_zero=True)
-    atol = _positive_float("atol", atol, allow_zero=True)
+    choice("method", method, config.METHODS)
+    eps = positive_float("eps", eps)
+    rtol = positive_float("rtol", rtol, allow_zero=True)
+    atol = positive_float("atol", atol, allow_zero=True)
     if backend not in ("auto", "python"):
         if isinstance(backend, str) and backend in {*config.BACKENDS, "numba", "cffi", "dask"}:
             raise ValueError(f"backend={backend!r} is not available here: differences of "
                              "array-valued functions run on the Python engine; use "
                              "backend='auto' or 'python'")
-        _choice("backend", backend, ("auto", "python"))
+        choice("backend", backend, ("auto", "python"))
     return eps, rtol, atol, _seed(seed), _upcast(upcast), _args(args)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from .. import config
 from ..diagnosis import diagnose_all
 from ..estimation import select_entries
+from ..options import choice, positive_float, positive_int
 from ..report import CheckReport, ParamReport
 from ..stencils import Stencil
 from ..verdict import compare_param
@@ -39,32 +40,6 @@ BACKEND = "nn-structured"
 
 
 # -- options ---------------------------------------------------------------
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name}={value!r} is not valid; expected one of {', '.join(allowed)}")
-    return value
-
-
-def _nonnegative(name: str, value: Any, *, positive: bool = False) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
-    v = float(value)
-    if not np.isfinite(v) or v < 0 or (positive and v == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name}={value!r} is not valid; expected a finite number {bound}")
-    return v
-
-
-def _count(name: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}={value!r} is not valid; expected a positive integer")
-    return int(value)
-
-
 def _validate(model: Any, method: str, eps: Any, upcast: Any, workers: Any,
               seed: Any) -> tuple[float | None, int | None]:
     if not isinstance(model, Sequential):
@@ -72,11 +47,11 @@ def _validate(model: Any, method: str, eps: Any, upcast: Any, workers: Any,
     if method == "complex":
         raise ValueError("method='complex' is not supported by the structured model check "
                          f"(the model's kernels are real); use one of {', '.join(METHODS)}")
-    _choice("method", method, METHODS)
-    eps = _nonnegative("eps", eps, positive=True)
+    choice("method", method, METHODS)
+    eps = positive_float("eps", eps)
     if not isinstance(upcast, (bool, np.bool_)):
         raise TypeError(f"upcast must be True or False, got {upcast!r}")
-    workers = _count("workers", workers)
+    workers = positive_int("workers", workers)
     if workers is not None and workers > numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"workers={workers} is more than the {numba.config.NUMBA_NUM_THREADS} "
                          "threads Numba was started with (NUMBA_NUM_THREADS)")
@@ -218,10 +193,10 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
     """
     start = time.perf_counter()
     eps, workers = _validate(model, method, eps, upcast, workers, seed)
-    _choice("mode", mode, MODES)
-    rtol = _nonnegative("rtol", rtol)
-    atol = _nonnegative("atol", atol)
-    samples = _count("samples", samples)
+    choice("mode", mode, MODES)
+    rtol = positive_float("rtol", rtol, allow_zero=True)
+    atol = positive_float("atol", atol, allow_zero=True)
+    samples = positive_int("samples", samples)
     if samples is not None and mode != "sample":
         raise ValueError(f"samples={samples} is only used with mode='sample' (mode={mode!r})")
     if mode == "sample" and samples is None:
