@@ -151,3 +151,8 @@ LOCALIZATION_TRUNCATION_SAFETY = 2.0
 #: without this factor; the error bars of directional tests use this many
 #: times the measured noise.
 DIRECTIONAL_NOISE_SAFETY = 2.0
+
+#: From this many checked entries of one parameter on, the per-entry error
+#: metrics run in one fused parallel Numba kernel (gradprobe.verdict_kernel)
+#: instead of separate NumPy passes; below it Numba is not even imported.
+VERDICT_KERNEL_MIN_ENTRIES = 200_000

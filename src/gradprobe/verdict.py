@@ -102,24 +102,39 @@ def judge(analytic: np.ndarray, estimate: Estimate, *, rtol: float, atol: float)
     array([False,  True])
     """
     a = np.asarray(analytic, dtype=np.float64)
-    n = estimate.value
+    if a.size >= config.VERDICT_KERNEL_MIN_ENTRIES:
+        from .verdict_kernel import error_metrics
+
+        abs_error, rel_error, allowance, ratio = error_metrics(
+            a, estimate.value, estimate.error_bar, rtol, atol)
+    else:
+        abs_error, rel_error, allowance, ratio = _error_metrics(
+            a, estimate.value, estimate.error_bar, rtol, atol)
+    failed = ratio > 1.0
+    kink = np.zeros_like(failed)
+    if estimate.left is not None and estimate.right is not None and failed.any():
+        at = np.flatnonzero(failed)
+        kink[at] = _at_kink(a[at], estimate.left[at], estimate.right[at], allowance[at])
+        failed = failed & ~kink
+    return Judgement(abs_error, rel_error, allowance, ratio, failed, kink, rtol, atol)
+
+
+def _error_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
+                   atol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(abs_error, rel_error, allowance, ratio)``: the NumPy reference of
+    :func:`gradprobe.verdict_kernel.error_metrics`, used for small checks."""
     with np.errstate(invalid="ignore", over="ignore"):
         abs_error = np.abs(a - n)
         scale = np.maximum(np.abs(a), np.abs(n))
         rel_error = np.where(scale > 0, abs_error / np.where(scale > 0, scale, 1.0), 0.0)
-        allowance = np.maximum(np.maximum(atol, rtol * scale), estimate.error_bar)
+        allowance = np.maximum(np.maximum(atol, rtol * scale), bar)
         ratio = np.where(allowance > 0, abs_error / np.where(allowance > 0, allowance, 1.0),
                          np.where(abs_error > 0, np.inf, 0.0))
     finite = np.isfinite(a)
     ratio = np.where(finite, ratio, np.inf)
     abs_error = np.where(finite, abs_error, np.inf)
     rel_error = np.where(finite, rel_error, np.inf)
-    failed = ratio > 1.0
-    kink = np.zeros_like(failed)
-    if estimate.left is not None and estimate.right is not None:
-        kink = failed & _at_kink(a, estimate.left, estimate.right, allowance)
-        failed = failed & ~kink
-    return Judgement(abs_error, rel_error, allowance, ratio, failed, kink, rtol, atol)
+    return abs_error, rel_error, np.broadcast_to(allowance, a.shape).copy(), ratio
 
 
 def _at_kink(a: np.ndarray, left: np.ndarray, right: np.ndarray,
@@ -198,7 +213,10 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
         smooth function with strong curvature does not (and then fails).
         Without it, candidates are accepted as kinks.
     """
-    analytic = grad.reshape(-1)[entries].astype(np.float64)
+    flat = grad.reshape(-1)
+    full = entries.size == flat.size and entries.size > 0 and entries[0] == 0 and \
+        entries[-1] == flat.size - 1  # select_entries gives sorted unique entries
+    analytic = (flat if full else flat[entries]).astype(np.float64)
     rtol_p = rtol if rtol is not None else default_rtol(grad.dtype)
     atol_p = atol if atol is not None else default_atol(grad.dtype, analytic, estimate.value)
     verdict = judge(analytic, estimate, rtol=rtol_p, atol=atol_p)
