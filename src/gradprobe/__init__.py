@@ -6,6 +6,7 @@ True
 """
 from .api import assert_gradients, check, check_model, numerical_gradient
 from .errors import GradientCheckError
+from .monitor import GradientMonitor, GradientWarning, MonitorRecord
 from .info import __version__, info
 from .layer_check import check_layer
 from .report import CheckReport, ParamReport
@@ -14,6 +15,9 @@ from .vector_checks import check_hvp, check_jacobian, check_jvp, check_vjp
 __all__ = [
     "CheckReport",
     "GradientCheckError",
+    "GradientMonitor",
+    "GradientWarning",
+    "MonitorRecord",
     "ParamReport",
     "__version__",
     "assert_gradients",

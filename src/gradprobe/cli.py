@@ -1,4 +1,4 @@
-"""Command line: ``python -m gradprobe demo | info`` (also the ``gradprobe`` script)."""
+"""Command line: ``python -m gradprobe demo | info | bench`` (also the ``gradprobe`` script)."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +18,34 @@ def _demo(args: argparse.Namespace) -> int:
         title = (module.__doc__ or name).strip().splitlines()[0]
         print(f"\n{'=' * 78}\n{name}: {title}\n{'=' * 78}")
         module.main()
+    if args.plot:
+        try:
+            _demo_plots(args.plot)
+        except ImportError as err:  # matplotlib is optional
+            print(f"gradprobe demo --plot: {err}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _demo_plots(directory: str) -> None:
+    """Write relative-error heatmaps of two failing checks under ``directory``."""
+    from pathlib import Path
+
+    from .examples import two_layer_net
+    from .examples.monitor_training import wrong_column_report
+
+    reports = {"two_layer_net": two_layer_net.check_forgotten_derivative(),
+               "dense_wrong_column": wrong_column_report()}
+    print(f"\n{'=' * 78}\npictures: per-entry relative error, failures crossed\n{'=' * 78}")
+    for name, report in reports.items():
+        for param, path in report.plot(Path(directory) / name).items():
+            print(f"{name}: {param} -> {path}")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run
+
+    print(run(size=args.size, njit=not args.no_njit))
     return 0
 
 
@@ -34,7 +62,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Check hand-written gradients against numerical derivatives.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the three seed problems and print their reports")
+    demo.add_argument("--plot", metavar="DIR", default=None,
+                      help="also write relative-error heatmaps (PNG, needs matplotlib) to DIR")
     demo.set_defaults(run=_demo)
+    bench = sub.add_parser("bench", help="a quick W1/W2-style speed comparison (seconds)")
+    bench.add_argument("--size", type=int, default=512,
+                       help="n of the Dense(n, n) layer of the W1 case (default 512)")
+    bench.add_argument("--no-njit", action="store_true",
+                       help="skip the Numba (W2) case")
+    bench.set_defaults(run=_bench)
     info_cmd = sub.add_parser("info", help="print the version and the available engines")
     info_cmd.add_argument("--json", action="store_true", help="machine-readable output")
     info_cmd.set_defaults(run=_info)

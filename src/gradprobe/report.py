@@ -6,6 +6,7 @@ any diagnosis.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,6 +304,34 @@ class CheckReport:
             "directional": self.directional,
             "params": {k: p.to_dict(arrays) for k, p in self.params.items()},
         }
+
+    def plot(self, path: str | os.PathLike | None = None) -> dict[str, Any]:
+        """Relative-error heatmaps of every parameter of rank >= 2 (full mode).
+
+        Needs matplotlib (optional: ``pip install gradprobe[plot]``). Failing
+        entries are crossed, kinks circled, ``rtol`` marked on the colour bar.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            A directory: write ``<parameter>.png`` files there.
+
+        Returns
+        -------
+        dict
+            Parameter name -> matplotlib ``Figure``, or -> the written path.
+
+        Examples
+        --------
+        >>> import numpy as np, gradprobe as gp
+        >>> W = np.ones((3, 4)); g = 2 * W; g[1] *= 1.1
+        >>> figures = gp.check(lambda W: np.sum(W ** 2), W, g).plot()
+        >>> list(figures)
+        ['W']
+        """
+        from .plotting import plot_report
+
+        return plot_report(self, path)
 
     def __str__(self) -> str:
         return render(self)

@@ -1,0 +1,87 @@
+"""CheckReport.plot: heatmaps of per-entry relative error (matplotlib, Agg, no pyplot)."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import gradprobe as gp
+from gradprobe import plotting
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+
+
+def cube(W, v):
+    return np.sum(W ** 3) + np.sum(v ** 2)
+
+
+def test_heatmap_values_and_failed_marks(unchanged):
+    W = np.linspace(0.5, 2.0, 12).reshape(3, 4)
+    v = np.ones(5)
+    gW = 3 * W ** 2
+    gW[:, 2] *= 1.1
+    with unchanged((W, v, gW)):
+        report = gp.check(cube, (W, v), (gW, 2 * v))
+        figures = report.plot()
+    assert list(figures) == ["W"]  # the 1-d parameter is not drawn
+    ax = figures["W"].axes[0]
+    image = ax.get_images()[0].get_array()
+    expected = np.log10(np.maximum(report.params["W"].rel_error_flat.reshape(3, 4), 1e-16))
+    np.testing.assert_allclose(np.asarray(image), expected)
+    assert image[0, 2] > -1.5 and image[0, 0] < -5
+    crosses = ax.collections[0].get_offsets()
+    assert sorted(map(tuple, np.asarray(crosses).astype(int))) == [(2, 0), (2, 1), (2, 2)]
+    assert "3 of 12 entries failed" in ax.get_title()
+
+
+def test_writes_png_files(tmp_path):
+    T = np.linspace(-1.0, 1.0, 24).reshape(2, 3, 4)
+    report = gp.check(lambda T: np.sum(np.sin(T)), T, np.cos(T))
+    written = report.plot(tmp_path / "out")
+    assert list(written) == ["T"]
+    path = written["T"]
+    assert path == tmp_path / "out" / "T.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] > 200 and image.shape[1] > 300
+    assert plotting.relative_error_map(report.params["T"]).shape == (2, 12)
+
+
+def test_nothing_to_draw_in_sample_mode_or_for_vectors():
+    W = np.ones((30, 30))
+    assert gp.check(lambda W: np.sum(W ** 2), W, 2 * W, mode="sample", samples=5).plot() == {}
+    assert gp.check(lambda w: np.sum(w ** 2), np.ones(4), 2 * np.ones(4)).plot() == {}
+
+
+def test_kinks_are_circled():
+    W = np.array([[0.0, 1.0], [2.0, -1.0]])
+    report = gp.check(lambda W: np.sum(np.maximum(W, 0.0)), W, (W > 0).astype(float))
+    assert report.params["W"].kinks == [(0, 0)]
+    ax = report.plot()["W"].axes[0]
+    labels = [c.get_label() for c in ax.collections]
+    assert labels == ["kink"]
+
+
+def test_demo_writes_pictures(tmp_path, capsys):
+    from gradprobe import cli
+
+    assert cli.main(["demo", "--plot", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "dense_wrong_column: W1 ->" in out
+    for name in ("two_layer_net/W1.png", "two_layer_net/W2.png", "dense_wrong_column/W1.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_clear_error_without_matplotlib(monkeypatch, tmp_path, capsys):
+    from gradprobe import cli
+
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    W = np.ones((2, 2))
+    report = gp.check(lambda W: np.sum(W ** 2), W, 2 * W)
+    with pytest.raises(ImportError, match="pip install matplotlib"):
+        report.plot()
+    monkeypatch.setattr(cli, "SEEDS", ())  # only the pictures
+    assert cli.main(["demo", "--plot", str(tmp_path)]) == 1
+    assert "needs matplotlib" in capsys.readouterr().err
