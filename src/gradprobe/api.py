@@ -10,6 +10,7 @@ import numpy as np
 from . import config
 from .diagnosis import diagnose_all
 from .engines import select_engine
+from .engines.base import as_loss
 from .errors import GradientCheckError
 from .directional import directional_check
 from .estimation import check_entries, estimate_entries, select_entries
@@ -94,6 +95,11 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
     f : callable
         Returns a scalar loss. Called as ``f(params, *args)`` for one array,
         ``f(*params, *args)`` for a tuple/list, ``f(*args, **params)`` for a dict.
+        Or a C loss ``double loss(const double *theta, size_t n, void *ctx)``
+        given as a cffi function pointer: ``theta`` is the float64
+        concatenation of the parameters in order, and ``args`` is ``()`` or
+        ``(ctx,)`` with ``ctx`` a cffi pointer (see README, "Checking a C
+        function").
     params : ndarray, tuple/list of ndarray, or dict of str to ndarray
         The point. Never modified: every perturbation happens on private copies.
     args : tuple
@@ -105,12 +111,14 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
     eps : float, optional
         Absolute step. By default chosen per entry from the measured noise of
         ``f`` and the entry's magnitude (central: ``cbrt(eps_mach) * max(1, |x|)``).
-    backend : {"auto", "python", "numba"}
+    backend : {"auto", "python", "numba", "cffi"}
         Engine that evaluates the perturbed losses. ``"auto"`` picks
         ``"numba"`` when ``f`` is a ``numba.njit`` function (every entry is
         then evaluated in one parallel compiled kernel, with the same values
-        as ``"python"`` bit for bit), otherwise ``"python"``. ``"numba"``
-        with any other ``f`` is a ``TypeError``.
+        as ``"python"`` bit for bit), ``"cffi"`` for a C function pointer
+        (the perturbation loop runs in C threads; ``"python"`` when the C
+        kernel is not built), otherwise ``"python"``. ``"numba"`` or
+        ``"cffi"`` with any other ``f`` is a ``TypeError``.
     workers : int, optional
         Threads. Python engine: a thread pool (useful when ``f`` spends its
         time in NumPy calls that release the GIL; ``f`` must then be
@@ -146,6 +154,7 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
     if data:
         raise TypeError("numerical_gradient takes extra positional arguments only for a "
                         "gradprobe.nn model; pass them to f as args=(...) instead")
+    f = as_loss(f, args)  # a C function pointer becomes a Python callable
     args, eps, workers = _validate_common(f, args, method, eps, backend, workers, seed, upcast)
     paramset = ParamSet.from_user(params, f)
     engine = select_engine(backend, f, workers)
@@ -208,15 +217,19 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
     seed : int
         Seed for the sample draw, the random directions and the noise probe:
         the same seed gives the same check.
-    backend : {"auto", "python", "numba"}
+    backend : {"auto", "python", "numba", "cffi"}
         Engine that evaluates the perturbed losses (see
         :func:`numerical_gradient`); ``"auto"`` runs a ``numba.njit`` ``f``
-        on the Numba engine.
+        on the Numba engine and a C function pointer on the C kernel.
     workers : int, optional
         Threads for the engine (Numba: clamped to ``NUMBA_NUM_THREADS``
         with a note; see :func:`numerical_gradient`).
     progress : bool, optional
-        Accepted for forward compatibility; no progress bar is drawn yet.
+        Show a progress bar (entries/s, time left; needs the optional
+        ``tqdm``). Default: on when the per-entry part of the check is
+        predicted to take more than 2 s (entries x evaluations per entry x
+        the measured time of one loss). The losses are the same with or
+        without it.
     upcast : bool
         Evaluate float16/float32 parameters in float64 when ``f`` accepts it,
         so the check tests the gradient's formula rather than float32 rounding.
@@ -258,6 +271,7 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
     ([(31337,)], True)
     """
     start = time.perf_counter()
+    f = as_loss(f, args)  # a C function pointer becomes a Python callable
     args, eps, workers = _validate_common(f, args, method, eps, backend, workers, seed, upcast)
     choice("mode", mode, config.MODES)
     rtol = positive_float("rtol", rtol, allow_zero=True)
@@ -300,20 +314,28 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
                 f"{full_seconds:.3g} s > budget_s={budget:g}: {directions} random "
                 f"directions and {samples} entries of every parameter instead")
     summary = None
-    if mode == "directional" or strategy == "directional+sample":
-        reports, summary, extra = directional_check(
-            problem, engine, stencil, grad_arrays, eps=eps, rtol=rtol, atol=atol,
-            directions=directions, seed=int(seed),
-            samples=samples if mode == "auto" else None,
-            budget_s=budget if mode == "auto" else None)
-        notes += extra
-    else:
-        reports = {}
-        for p, (name, array) in enumerate(zip(paramset.names, paramset.arrays)):
-            entries = select_entries(array.size, samples if mode == "sample" else None,
-                                     int(seed), p)
-            reports[name] = check_entries(problem, engine, stencil, p, entries,
-                                          grad_arrays[p], eps=eps, rtol=rtol, atol=atol)
+    bar = None
+    if progress is not False:
+        engine, bar = _with_progress(engine, problem, stencil, progress, mode, strategy,
+                                     samples)
+    try:
+        if mode == "directional" or strategy == "directional+sample":
+            reports, summary, extra = directional_check(
+                problem, engine, stencil, grad_arrays, eps=eps, rtol=rtol, atol=atol,
+                directions=directions, seed=int(seed),
+                samples=samples if mode == "auto" else None,
+                budget_s=budget if mode == "auto" else None)
+            notes += extra
+        else:
+            reports = {}
+            for p, (name, array) in enumerate(zip(paramset.names, paramset.arrays)):
+                entries = select_entries(array.size, samples if mode == "sample" else None,
+                                         int(seed), p)
+                reports[name] = check_entries(problem, engine, stencil, p, entries,
+                                              grad_arrays[p], eps=eps, rtol=rtol, atol=atol)
+    finally:
+        if bar is not None:
+            bar.close()
     eps_eval = float(np.finfo(problem.eval_dtype).eps)
     noise_ulps = problem.noise.level / (eps_eval * abs(problem.f0)) \
         if abs(problem.f0) > np.finfo(np.float64).tiny / eps_eval else None
@@ -331,6 +353,32 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
                        notes=list(problem.notes) + notes, strategy=strategy,
                        resolution=max(resolutions) if resolutions else None,
                        directional=summary)
+
+
+def _with_progress(engine: Any, problem: Any, stencil: Stencil, progress: bool | None,
+                   mode: str, strategy: str | None, samples: int | None) -> tuple[Any, Any]:
+    """The engine wrapped to move a progress bar, and the bar; or ``(engine, None)``.
+
+    The bar counts the entries estimated one by one (all of them in full mode,
+    the sample otherwise; directional checks add the entries they localize).
+    """
+    from .progress import ProgressEngine, make_bar, predicted_seconds, wants_progress
+
+    sizes = [int(a.size) for a in problem.paramset.arrays]
+    if mode == "directional":
+        entries = None
+    elif mode == "sample" or strategy == "directional+sample":
+        entries = sum(min(int(samples), n) for n in sizes)
+    else:
+        entries = sum(sizes)
+    seconds = predicted_seconds(entries or 0, stencil.evaluations_per_entry,
+                                problem.loss_seconds)
+    if not wants_progress(progress, seconds):
+        return engine, None
+    bar = make_bar(entries, f"gradprobe {mode}")
+    if bar is None:
+        return engine, None
+    return ProgressEngine(engine, bar), bar
 
 
 def _analytic_gradient(paramset: ParamSet, grads: Structure | Callable[..., Any],

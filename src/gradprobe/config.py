@@ -14,7 +14,7 @@ METHODS = ("central", "forward", "richardson", "complex")
 #: Modes accepted by ``check``.
 MODES = ("full", "sample", "directional", "auto")
 #: Backends accepted by ``check`` (``auto`` picks the fastest available).
-BACKENDS = ("auto", "python", "numba")
+BACKENDS = ("auto", "python", "numba", "cffi")
 
 #: Floating dtypes a parameter may have (others are rejected with TypeError).
 PARAM_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -156,3 +156,37 @@ DIRECTIONAL_NOISE_SAFETY = 2.0
 #: metrics run in one fused parallel Numba kernel (gradprobe.verdict_kernel)
 #: instead of separate NumPy passes; below it Numba is not even imported.
 VERDICT_KERNEL_MIN_ENTRIES = 200_000
+
+#: :class:`gradprobe.GradientMonitor`: check every this many steps by default.
+MONITOR_EVERY = 100
+#: :class:`gradprobe.GradientMonitor`: time budget of ``mode="auto"`` per
+#: check (seconds). Small, so that a monitored training loop stays fast: a
+#: layer whose full check would take longer gets random directions + a sample.
+MONITOR_BUDGET_S = 0.05
+#: Progress bars: ``progress=None`` shows one when the check is predicted to
+#: take longer than this many seconds (entries x evaluations per entry x the
+#: measured time of one loss).
+PROGRESS_MIN_SECONDS = 2.0
+#: Progress bars: the Python engine is called on chunks of at most this many
+#: entries, and the bar moves between chunks (results are unchanged: every
+#: entry is evaluated on its own).
+PROGRESS_CHUNK_ENTRIES = 2048
+#: Progress bars: the Numba engine's entries are split into this many
+#: batches (one kernel launch each); its losses stay bit-identical.
+PROGRESS_NUMBA_BATCHES = 8
+#: ``CheckReport.plot``: relative errors below this are drawn at this value
+#: on the logarithmic colour scale (exact agreement would be -inf).
+PLOT_MIN_REL_ERROR = 1e-16
+
+#: Environment variable that controls the optional C kernel (``gradprobe._ckernel``):
+#: ``auto`` uses it when it was built, ``require`` makes its absence an
+#: ImportError (on the first use of the C engine or ``gradprobe.info()``),
+#: ``off`` never loads it (C losses then run on the Python engine).
+C_KERNEL_ENV = "GRADPROBE_C_KERNEL"
+#: Values accepted by ``GRADPROBE_C_KERNEL``.
+C_KERNEL_MODES = ("auto", "require", "off")
+#: Points per entry the C kernel accepts (forward, central/one-sided, Richardson).
+C_KERNEL_POINTS_PER_ENTRY = (1, 2, 4)
+#: The C engine hands the kernel at most this many entries per call, so a
+#: long check sees Ctrl-C between calls (a launch costs a few microseconds).
+C_KERNEL_BATCH_ROWS = 8192

@@ -18,7 +18,14 @@ def info() -> dict[str, Any]:
     -------
     dict
         ``{"gradprobe": version, "python": ..., "numpy": ..., "engines":
-        {name: "available" | "unavailable: reason"}}``.
+        {name: "available" | "unavailable: reason"}}``; ``"cffi"`` is the
+        optional C kernel (see ``GRADPROBE_C_KERNEL`` in
+        :mod:`gradprobe.engines.cffi`).
+
+    Raises
+    ------
+    ImportError
+        With ``GRADPROBE_C_KERNEL=require`` when the C kernel is missing.
 
     Examples
     --------
@@ -35,6 +42,9 @@ def info() -> dict[str, Any]:
                             f"{numba.config.NUMBA_NUM_THREADS} threads)")
     except ImportError as exc:  # pragma: no cover - numba is a dependency
         engines["numba"] = f"unavailable: {exc}"
+    # GRADPROBE_C_KERNEL=require: a missing kernel raises ImportError here.
+    from .engines.cffi import KERNEL_STATUS
+    engines["cffi"] = KERNEL_STATUS
     return {
         "gradprobe": __version__,
         "python": platform.python_version(),

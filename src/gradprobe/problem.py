@@ -123,12 +123,14 @@ def prepare(f: Callable[..., Any], paramset: ParamSet, args: tuple, *,
     notes: list[str] = []
     evaluations = 0
     started = time.perf_counter()
+    native_ran = True
     try:
         raw = _call_base(f, paramset, native, args)
         evaluations += 1
     except Exception as native_error:
         if not wants_upcast:
             raise
+        native_ran = False
         # f may not run in the narrow dtype at all (Numba has no float16
         # arithmetic): if it runs upcast, that is the evaluation we want anyway.
         wide_ok = True
@@ -168,7 +170,7 @@ def prepare(f: Callable[..., Any], paramset: ParamSet, args: tuple, *,
                 if eval_dtype.itemsize < 8:
                     notes.append(f"{narrow} upcast to float64, but f returned "
                                  f"{eval_dtype}: the error bars use {eval_dtype} noise")
-                else:
+                elif native_ran:  # otherwise upcast=False cannot work (noted above)
                     notes.append(f"{narrow} evaluated in float64 (upcast); pass "
                                  "upcast=False to evaluate in the parameters' dtype")
             else:

@@ -58,6 +58,16 @@ def select_engine(backend: str, f: object, workers: int | None) -> Engine:
     """The engine for ``backend`` (``"auto"`` picks the fastest that applies)."""
     from .python import PythonEngine
 
+    if backend == "cffi" or (backend == "auto" and _is_c_loss(f)):
+        from .cffi import CffiEngine, CFunctionLoss, LOSS_ABI, kernel_available
+
+        if not isinstance(f, CFunctionLoss):
+            raise TypeError(
+                f"backend='cffi' needs a C loss ({LOSS_ABI}) given as a cffi function "
+                f"pointer, got {type(f).__name__}; use backend='python' for a Python f")
+        if backend == "auto" and not kernel_available():
+            return PythonEngine(workers=workers)  # C kernel not built or turned off
+        return CffiEngine(workers=workers)
     if backend == "numba" or (backend == "auto" and _is_numba_function(f)):
         from .numba import NumbaEngine, is_numba_function
 
@@ -69,6 +79,34 @@ def select_engine(backend: str, f: object, workers: int | None) -> Engine:
     if backend in ("auto", "python"):
         return PythonEngine(workers=workers)
     raise ValueError(f"backend {backend!r} is not available")
+
+
+def as_loss(f: object, args: object) -> object:
+    """``f``, or a cffi C function pointer wrapped so that Python can call it.
+
+    A C loss (``double loss(const double *theta, size_t n, void *ctx)``) is
+    wrapped in :class:`gradprobe.engines.cffi.CFunctionLoss` and ``args``
+    validated for it; anything else is returned unchanged (cffi is imported
+    only when ``f`` is a cffi object).
+
+    Examples
+    --------
+    >>> as_loss(len, ()) is len
+    True
+    """
+    if type(f).__module__ != "_cffi_backend" and \
+            type(getattr(f, "__self__", None)).__module__ != "_cffi_backend" and \
+            not _is_c_loss(f):
+        return f
+    from .cffi import as_loss as wrap
+
+    return wrap(f, args)
+
+
+def _is_c_loss(f: object) -> bool:
+    """A :class:`~gradprobe.engines.cffi.CFunctionLoss` (checked without importing cffi)."""
+    return type(f).__name__ == "CFunctionLoss" and \
+        type(f).__module__ == "gradprobe.engines.cffi"
 
 
 def _is_numba_function(f: object) -> bool:

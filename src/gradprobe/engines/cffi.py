@@ -1,0 +1,375 @@
+"""The C engine: perturbed losses of a C loss function, in C threads.
+
+A C loss has the ABI::
+
+    double loss(const double *theta, size_t n, void *ctx);
+
+``theta`` is the concatenation, in C order, of every parameter as float64
+(in the order of ``params``: tuple/list order, or the dict's order), ``n``
+its length and ``ctx`` an opaque pointer the user passes as ``args=(ctx,)``
+(``args=()`` passes NULL). Pass the function to :func:`gradprobe.check` or
+:func:`gradprobe.numerical_gradient` as a cffi function pointer: ``lib.loss``
+of an ``ffi.dlopen``-ed library, ``lib.loss`` of an API-mode cffi module, or
+``ffi.cast("double(*)(const double *, size_t, void *)", address)``.
+
+:class:`CFunctionLoss` makes that pointer callable from Python with the
+usual conventions (the base point and the noise probe call ``f`` from
+Python). :class:`CffiEngine` hands every perturbed point of one parameter to
+the compiled kernel ``gradprobe._ckernel`` (``csrc/gp_kernel.c``), which
+splits the entries into contiguous ranges, one per thread, each thread on its
+own copy of ``theta`` (perturb, call, restore). Everything the kernel reads
+is validated here first (shapes, dtypes, contiguity, sizes, entry range,
+non-NULL function), so a mistake is a Python exception, never a segfault.
+
+The kernel is optional: it is built at install time when a C compiler is
+present. The environment variable ``GRADPROBE_C_KERNEL`` controls it:
+``auto`` (default: use it when built), ``require`` (importing this module,
+hence :func:`gradprobe.info` and ``backend="cffi"``, raises ImportError with
+the reason when it is missing) or ``off`` (never load it; C losses then run
+on the Python engine).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from .. import config
+
+try:
+    import cffi as _cffi
+except ImportError as _exc:  # pragma: no cover - cffi is a dependency
+    _cffi = None
+    _CFFI_ERROR: str | None = f"cffi is not installed ({_exc})"
+else:
+    _CFFI_ERROR = None
+
+#: The C type of a loss, as cffi spells it (cffi drops ``const``).
+LOSS_CTYPE = "double(*)(double *, size_t, void *)"
+#: The ABI, as written in messages and docs.
+LOSS_ABI = "double loss(const double *theta, size_t n, void *ctx)"
+
+_FFI = _cffi.FFI() if _cffi is not None else None  # casts and buffers only
+
+
+def _load_kernel() -> tuple[Any, str]:
+    """The compiled kernel module (or None) and its state, per ``GRADPROBE_C_KERNEL``."""
+    mode = os.environ.get(config.C_KERNEL_ENV, "auto").strip().lower() or "auto"
+    if mode not in config.C_KERNEL_MODES:
+        return None, (f"unavailable: {config.C_KERNEL_ENV}={mode!r} is not one of "
+                      f"{', '.join(config.C_KERNEL_MODES)}")
+    if mode == "off":
+        return None, f"unavailable: disabled by {config.C_KERNEL_ENV}=off"
+    reason = _CFFI_ERROR
+    module = None
+    if reason is None:
+        try:
+            from .. import _ckernel as module  # type: ignore[attr-defined, no-redef]
+        except ImportError as exc:
+            reason = (f"the extension gradprobe._ckernel was not built ({exc}); reinstall "
+                      "gradprobe with a C compiler present")
+    if module is None:
+        if mode == "require":
+            raise ImportError(f"{config.C_KERNEL_ENV}=require, but the gradprobe C kernel "
+                              f"is unavailable: {reason}")
+        return None, f"unavailable: {reason}"
+    return module, f"available (C kernel, up to {_default_threads()} threads)"
+
+
+def _default_threads() -> int:
+    """Cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_KERNEL, KERNEL_STATUS = _load_kernel()
+
+
+def kernel_available() -> bool:
+    """True when the compiled C kernel is loaded.
+
+    Examples
+    --------
+    >>> from gradprobe.engines import cffi as c_engine
+    >>> c_engine.kernel_available() == c_engine.KERNEL_STATUS.startswith("available")
+    True
+    """
+    return _KERNEL is not None
+
+
+# -- the C function, callable from Python -----------------------------------
+def _is_cdata(value: Any) -> bool:
+    return type(value).__module__ == "_cffi_backend" and "CData" in type(value).__name__
+
+
+def _lib_function_pointer(f: Any) -> Any:
+    """The typed pointer of a built-in ``lib.fn`` of an API-mode cffi module, or None."""
+    lib = getattr(f, "__self__", None)
+    if type(lib).__module__ != "_cffi_backend" or type(lib).__name__ != "Lib":
+        return None
+    module = sys.modules.get(getattr(f, "__module__", "") or "")
+    ffi = getattr(module, "ffi", None)
+    if ffi is None:
+        raise TypeError(f"cannot find the ffi object of the cffi module that defines "
+                        f"{f.__name__!r}; pass ffi.addressof(lib, {f.__name__!r}) instead")
+    return ffi.addressof(lib, f.__name__)
+
+
+def is_c_function(f: Any) -> bool:
+    """True when ``f`` is a cffi function pointer or a cffi ``lib`` function.
+
+    Examples
+    --------
+    >>> is_c_function(abs)
+    False
+    """
+    return _is_cdata(f) or type(getattr(f, "__self__", None)).__module__ == "_cffi_backend"
+
+
+def loss_pointer(f: Any) -> Any:
+    """Validate a C loss and return it as a cdata function pointer.
+
+    Raises
+    ------
+    TypeError
+        ``f`` is not a cffi function pointer, or not of the type ``LOSS_ABI``.
+    ValueError
+        ``f`` is a NULL pointer.
+
+    Examples
+    --------
+    >>> import cffi
+    >>> loss_pointer(cffi.FFI().cast("double(*)(const double *, size_t, void *)", 0))
+    Traceback (most recent call last):
+    ...
+    ValueError: the C loss is a NULL function pointer
+    """
+    if _FFI is None:  # pragma: no cover
+        raise TypeError(f"C losses need cffi: {_CFFI_ERROR}")
+    pointer = _lib_function_pointer(f)
+    if pointer is None:
+        pointer = f
+    if not _is_cdata(pointer):
+        raise TypeError(f"a C loss must be a cffi function pointer of type {LOSS_ABI}, "
+                        f"got {type(f).__name__}")
+    ctype = _FFI.typeof(pointer)
+    if ctype.kind != "function" or ctype.cname != LOSS_CTYPE:
+        raise TypeError(f"a C loss must have the type {LOSS_ABI}; got cdata "
+                        f"{ctype.cname!r} (declare it with that signature in ffi.cdef, or "
+                        f"ffi.cast({LOSS_CTYPE!r}, ...) if it has it)")
+    if pointer == _FFI.NULL:
+        raise ValueError("the C loss is a NULL function pointer")
+    return pointer
+
+
+def ctx_pointer(args: tuple) -> Any:
+    """The ``void *ctx`` of a C loss from ``args``: ``()`` or ``(ctx,)``.
+
+    ``ctx`` is a cffi pointer (of any type) or None (NULL).
+
+    Raises
+    ------
+    TypeError
+        Anything else in ``args`` (a C loss reads its data through ``ctx``).
+
+    Examples
+    --------
+    >>> ctx_pointer(()) == ctx_pointer((None,))
+    True
+    """
+    if len(args) > 1:
+        raise TypeError(f"a C loss ({LOSS_ABI}) takes one extra argument, the ctx pointer: "
+                        f"pass args=(ctx,) or args=(), not {len(args)} arguments")
+    ctx = args[0] if args else None
+    if ctx is None:
+        return _FFI.NULL
+    if not _is_cdata(ctx) or _FFI.typeof(ctx).kind not in ("pointer", "array"):
+        raise TypeError(f"args of a C loss must be (ctx,) with ctx a cffi pointer passed "
+                        f"as its void *ctx, or None; got {type(ctx).__name__}"
+                        + (f" {_FFI.typeof(ctx).cname!r}" if _is_cdata(ctx) else "")
+                        + " (put data behind ctx, e.g. ffi.new('struct data *'))")
+    return ctx
+
+
+class CFunctionLoss:
+    """A C loss ``double loss(const double *theta, size_t n, void *ctx)``, callable from Python.
+
+    Called like any loss (``f(*params, ctx)``, ``f(params, ctx)``, or
+    ``f(ctx, **params)``, ``ctx`` optional): the float64 parameters are
+    concatenated, in order, into a fresh buffer ``theta`` and the function is
+    called on it. :func:`gradprobe.check` wraps a C function pointer in this
+    class itself; wrap it explicitly only to call it yourself.
+
+    Parameters
+    ----------
+    function : cffi function pointer or cffi ``lib`` function
+        Of the type :data:`LOSS_ABI`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Not a C function of that type, or NULL; when called: a non-float64
+        parameter, or an extra argument that is not a cffi pointer.
+
+    Examples
+    --------
+    >>> import cffi, numpy as np
+    >>> ffi = cffi.FFI()
+    >>> @ffi.callback("double(const double *, size_t, void *)")
+    ... def total(theta, n, ctx):
+    ...     return sum(theta[i] for i in range(n))
+    >>> loss = CFunctionLoss(total)
+    >>> loss(np.array([1.0, 2.0]), np.array([[3.0]]))
+    6.0
+    """
+
+    def __init__(self, function: Any):
+        if isinstance(function, CFunctionLoss):
+            function = function.pointer
+        self.pointer = loss_pointer(function)
+        self.__name__ = getattr(function, "__name__", "c_loss")
+
+    def __repr__(self) -> str:
+        return f"<C loss {self.__name__} {LOSS_ABI}>"
+
+    def theta(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """The parameters concatenated into a fresh float64 buffer (validated)."""
+        for a in arrays:
+            if not isinstance(a, np.ndarray):
+                raise TypeError(f"a C loss takes float64 arrays, got {type(a).__name__}")
+            if a.dtype != np.float64:
+                hint = ("method='complex' cannot be used with a C loss: its ABI is double; "
+                        "use 'central', 'forward' or 'richardson'") if a.dtype.kind == "c" \
+                    else ("float32/float16 parameters are evaluated in float64 unless "
+                          "upcast=False; a C loss needs upcast=True")
+                raise TypeError(f"a C loss ({LOSS_ABI}) takes float64 parameters, got "
+                                f"{a.dtype}: {hint}")
+        return np.concatenate([a.reshape(-1) for a in arrays]).astype(np.float64, copy=False) \
+            if len(arrays) > 1 else np.array(arrays[0].reshape(-1), dtype=np.float64)
+
+    def __call__(self, *values: Any, **named: Any) -> float:
+        arrays = [v for v in values if isinstance(v, np.ndarray)] + list(named.values())
+        extra = tuple(v for v in values if not isinstance(v, np.ndarray))
+        ctx = ctx_pointer(extra)
+        if not arrays:
+            raise TypeError("a C loss needs at least one parameter array")
+        theta = self.theta(arrays)
+        return float(self.pointer(_FFI.from_buffer("double[]", theta), theta.size, ctx))
+
+
+def as_loss(f: Any, args: tuple) -> Any:
+    """``f`` itself, or a C function pointer wrapped in :class:`CFunctionLoss`.
+
+    Also validates ``args`` for a C loss (``()`` or ``(ctx,)``).
+
+    Examples
+    --------
+    >>> as_loss(abs, ()) is abs
+    True
+    """
+    if isinstance(f, CFunctionLoss):
+        loss = f
+    elif is_c_function(f):
+        loss = CFunctionLoss(f)
+    else:
+        return f
+    ctx_pointer(tuple(args) if isinstance(args, (tuple, list)) else (args,))
+    return loss
+
+
+# -- the engine ----------------------------------------------------------------
+class CffiEngine:
+    """Evaluate perturbed losses of a C loss in the compiled kernel, in C threads.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Threads (pthreads); ``None`` uses every core this process may run
+        on. Each thread perturbs its own copy of ``theta``, so a C loss must
+        be thread-safe (no writes to shared state through ``ctx``) when
+        ``workers`` is not 1.
+
+    Examples
+    --------
+    >>> import numpy as np, gradprobe as gp
+    >>> from gradprobe.engines import cffi as c_engine
+    >>> ffi = c_engine._FFI
+    >>> @ffi.callback("double(const double *, size_t, void *)")
+    ... def cubes(theta, n, ctx):
+    ...     return sum(theta[i] ** 3 for i in range(n))
+    >>> w = np.array([1.0, -2.0])
+    >>> backend = "cffi" if c_engine.kernel_available() else "python"
+    >>> report = gp.check(cubes, w, 3 * w ** 2, backend=backend, workers=1)
+    >>> report.passed, report.backend == backend
+    (True, True)
+    """
+
+    name = "cffi"
+
+    def __init__(self, workers: int | None = None):
+        if _KERNEL is None:
+            raise ValueError("backend 'cffi' is not available: "
+                             + KERNEL_STATUS.removeprefix("unavailable: "))
+        self.threads = workers or _default_threads()
+
+    def evaluate(self, problem: Any, param: int, entries: np.ndarray,
+                 points: np.ndarray) -> np.ndarray:
+        f = problem.f
+        if not isinstance(f, CFunctionLoss):
+            raise TypeError(f"backend='cffi' needs a C loss ({LOSS_ABI}) given as a cffi "
+                            f"function pointer, got {type(f).__name__}")
+        if problem.complex_step:
+            raise TypeError("method='complex' cannot be used with a C loss: its ABI is "
+                            "double; use 'central', 'forward' or 'richardson'")
+        ctx = ctx_pointer(problem.args)
+        theta = f.theta(list(problem.working))  # validates float64
+        sizes = [int(a.size) for a in problem.working]
+        if not 0 <= param < len(sizes):
+            raise IndexError(f"parameter index {param} out of range ({len(sizes)} parameters)")
+        offset, size = sum(sizes[:param]), sizes[param]
+        entries = np.asarray(entries)
+        if entries.ndim != 1 or (entries.size and entries.dtype.kind not in "iu"):
+            raise TypeError(f"entries must be a 1-d integer array, got {entries.dtype} with "
+                            f"shape {entries.shape}")
+        entries = np.ascontiguousarray(entries, dtype=np.int64)
+        k = entries.size
+        points = np.asarray(points)
+        if points.ndim != 2 or points.shape[0] != k or \
+                points.shape[1] not in config.C_KERNEL_POINTS_PER_ENTRY:
+            raise ValueError(f"points must have shape ({k}, m) with m in "
+                             f"{config.C_KERNEL_POINTS_PER_ENTRY}, got {points.shape}")
+        if points.dtype != np.float64:
+            raise TypeError(f"points must be float64 for a C loss, got {points.dtype}")
+        points = np.ascontiguousarray(points)
+        m = points.shape[1]
+        out = np.empty((k, m), dtype=np.float64)
+        if k == 0:
+            return out
+        if entries.min() < 0 or entries.max() >= size:
+            bad = int(entries[(entries < 0) | (entries >= size)][0])
+            raise IndexError(f"entry {bad} out of range for parameter "
+                             f"{problem.names[param]!r} of size {size}")
+        ffi, lib = _KERNEL.ffi, _KERNEL.lib
+        function = ffi.cast("gp_loss_fn", f.pointer)
+        void_ctx = ffi.cast("void *", ctx)
+        theta_c = ffi.from_buffer("double[]", theta)
+        batch = max(1, config.C_KERNEL_BATCH_ROWS)
+        for lo in range(0, k, batch):  # Ctrl-C is seen between batches
+            hi = min(k, lo + batch)
+            status = lib.gp_evaluate(
+                function, void_ctx, theta_c, theta.size, offset, size,
+                ffi.from_buffer("int64_t[]", entries[lo:hi]), hi - lo,
+                ffi.from_buffer("double[]", points[lo:hi]), m,
+                ffi.from_buffer("double[]", out[lo:hi], require_writable=True),
+                int(min(self.threads, hi - lo)))
+            if status == lib.GP_ENOMEM:
+                raise MemoryError(f"the C kernel could not allocate a copy of the "
+                                  f"{theta.size} parameters")
+            if status != lib.GP_OK:  # pragma: no cover - validated above
+                raise RuntimeError(f"the C kernel rejected its arguments (status {status})")
+        problem.evaluations += points.size
+        return out

@@ -1,0 +1,466 @@
+"""The C engine (``backend="cffi"``) against the Python and Numba engines.
+
+The losses are C functions compiled here with the system compiler (the
+tests skip cleanly without one). The same C function is reached three
+ways: from the C kernel's threads, from Python through the cffi pointer
+(the Python engine), and from a ``numba.njit`` loss through ctypes (the
+Numba engine). Each call computes the same C arithmetic on the same
+``theta``, so the losses, and hence the numerical gradients, are
+*bit-identical* on every engine and thread count: no tolerance is used.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numba
+import numpy as np
+import pytest
+
+import gradprobe as gp
+from gradprobe.engines import cffi as c_engine
+from gradprobe.engines.python import PythonEngine
+from gradprobe.params import ParamSet
+from gradprobe.problem import prepare
+
+from conftest import assert_unchanged, snapshot
+
+cffi = pytest.importorskip("cffi")
+
+CC = os.environ.get("CC", "gcc")
+HAVE_CC = shutil.which(CC) is not None
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+needs_cc = pytest.mark.skipif(not HAVE_CC, reason=f"no C compiler ({CC})")
+needs_kernel = pytest.mark.skipif(not c_engine.kernel_available(),
+                                  reason=f"C kernel {c_engine.KERNEL_STATUS}")
+
+LOSSES_C = r"""
+#include <math.h>
+#include <stddef.h>
+
+typedef struct { const double *x; const double *y; size_t batch, nin, nout; } data_t;
+
+/* theta = W (nin x nout), b (nout): mean of 1/2 (tanh(x W + b) - y)^2. */
+double dense_tanh(const double *theta, size_t n, void *ctx)
+{
+    const data_t *d = (const data_t *)ctx;
+    const double *W = theta, *b = theta + d->nin * d->nout;
+    double s = 0.0;
+    (void)n;
+    for (size_t r = 0; r < d->batch; ++r)
+        for (size_t j = 0; j < d->nout; ++j) {
+            double z = b[j];
+            for (size_t i = 0; i < d->nin; ++i)
+                z += d->x[r * d->nin + i] * W[i * d->nout + j];
+            double e = tanh(z) - d->y[r * d->nout + j];
+            s += 0.5 * e * e;
+        }
+    return s / (double)d->batch;
+}
+
+/* No ctx: sum_i (i + 1) sin(theta_i) + theta_0 theta_{n-1}. */
+double weighted_sin(const double *theta, size_t n, void *ctx)
+{
+    double s = theta[0] * theta[n - 1];
+    (void)ctx;
+    for (size_t i = 0; i < n; ++i)
+        s += (double)(i + 1) * sin(theta[i]);
+    return s;
+}
+
+double wrong_type(const double *theta, int n) { return theta[0] + n; }
+"""
+
+CDEF = """
+typedef struct { const double *x; const double *y; size_t batch, nin, nout; } data_t;
+double dense_tanh(const double *theta, size_t n, void *ctx);
+double weighted_sin(const double *theta, size_t n, void *ctx);
+double wrong_type(const double *theta, int n);
+"""
+
+
+@pytest.fixture(scope="module")
+def shared_library(tmp_path_factory):
+    """The losses above as a shared library (path)."""
+    if not HAVE_CC:
+        pytest.skip(f"no C compiler ({CC})")
+    folder = tmp_path_factory.mktemp("c_losses")
+    source = folder / "losses.c"
+    source.write_text(LOSSES_C)
+    library = folder / "liblosses.so"
+    done = subprocess.run([CC, "-O2", "-shared", "-fPIC", str(source), "-o", str(library),
+                           "-lm"], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot compile a shared library: {done.stderr.strip()}")
+    return str(library)
+
+
+@pytest.fixture(scope="module")
+def c(shared_library):
+    """(ffi, lib) of the losses, dlopen-ed in ABI mode."""
+    ffi = cffi.FFI()
+    ffi.cdef(CDEF)
+    return ffi, ffi.dlopen(shared_library)
+
+
+def dense_problem(ffi, seed=0, batch=8, nin=5, nout=3):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((batch, nin))
+    Y = rng.standard_normal((batch, nout))
+    W = rng.standard_normal((nin, nout)) * 0.5
+    b = rng.standard_normal(nout) * 0.1
+    keep = (ffi.from_buffer("double[]", X), ffi.from_buffer("double[]", Y))
+    ctx = ffi.new("data_t *", {"x": keep[0], "y": keep[1], "batch": batch, "nin": nin,
+                               "nout": nout})
+    Z = np.tanh(X @ W + b)
+    E = (Z - Y) * (1 - Z ** 2) / batch
+    return {"W": W, "b": b}, {"W": X.T @ E, "b": E.sum(axis=0)}, ctx, (X, Y, keep)
+
+
+def sin_point(seed=0):
+    rng = np.random.default_rng(seed)
+    A, v = rng.standard_normal((3, 4)), rng.standard_normal(5)
+    theta = np.concatenate([A.ravel(), v])
+    g = np.arange(1, theta.size + 1) * np.cos(theta)
+    g[0] += theta[-1]
+    g[-1] += theta[0]
+    return (A, v), (g[:12].reshape(3, 4), g[12:])
+
+
+# -- availability ------------------------------------------------------------------
+def test_info_reports_the_c_kernel():
+    state = gp.info()["engines"]["cffi"]
+    assert state.startswith("available") or state.startswith("unavailable: ")
+    assert state.startswith("available") == c_engine.kernel_available()
+
+
+def test_the_development_install_built_the_kernel():
+    if os.environ.get(c_engine.config.C_KERNEL_ENV, "auto") == "off":
+        pytest.skip("GRADPROBE_C_KERNEL=off")
+    if not c_engine.kernel_available():
+        pytest.skip(f"C kernel {c_engine.KERNEL_STATUS} (CI: GRADPROBE_C_KERNEL=require "
+                    "python -m gradprobe info fails in that case)")
+    import gradprobe._ckernel as kernel
+
+    assert kernel.lib.gp_max_threads() >= 1
+
+
+@pytest.mark.parametrize("mode, expect", [("off", "disabled by GRADPROBE_C_KERNEL=off"),
+                                          ("bogus", "is not one of auto, require, off")])
+def test_environment_variable_turns_the_kernel_off(mode, expect, shared_library):
+    script = textwrap.dedent(f"""
+        import cffi, numpy as np, gradprobe as gp
+        ffi = cffi.FFI(); ffi.cdef({CDEF!r})
+        lib = ffi.dlopen({shared_library!r})
+        state = gp.info()["engines"]["cffi"]
+        assert {expect!r} in state, state
+        x = np.array([0.5, -1.0, 2.0])
+        g = np.arange(1, 4) * np.cos(x); g[0] += x[-1]; g[-1] += x[0]
+        report = gp.check(lib.weighted_sin, x, g)
+        assert report.passed and report.backend == "python", report
+        try:
+            gp.check(lib.weighted_sin, x, g, backend="cffi")
+        except ValueError as exc:
+            assert "not available" in str(exc), exc
+        else:
+            raise AssertionError("backend='cffi' ran without the kernel")
+        print("fallback ok")
+    """)
+    env = dict(os.environ, GRADPROBE_C_KERNEL=mode)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "fallback ok" in done.stdout
+
+
+def test_require_raises_when_the_kernel_is_missing():
+    script = ("import sys; sys.modules['gradprobe._ckernel'] = None\n"
+              "import gradprobe as gp\n"
+              "try:\n    gp.info()\nexcept ImportError as exc:\n    print('ImportError:', exc)\n")
+    env = dict(os.environ, GRADPROBE_C_KERNEL="require")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "ImportError: GRADPROBE_C_KERNEL=require" in done.stdout
+    assert "not built" in done.stdout
+
+
+# -- the same losses on every engine -------------------------------------------------
+def numba_twin(shared_library):
+    """A numba.njit loss calling the same C function through ctypes (ctx NULL)."""
+    fn = ctypes.CDLL(shared_library).weighted_sin
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    fn.restype = ctypes.c_double
+
+    @numba.njit
+    def weighted_sin(A, v):
+        theta = np.concatenate((A.ravel(), v.ravel()))
+        return fn(theta.ctypes, theta.size, 0)
+
+    return weighted_sin
+
+
+@needs_kernel
+@pytest.mark.parametrize("method", ["central", "forward", "richardson"])
+def test_numerical_gradient_bit_identical_on_every_engine(c, shared_library, method):
+    ffi, lib = c
+    params, _ = sin_point()
+    before = snapshot(params)
+    results = {backend: gp.numerical_gradient(lib.weighted_sin, params, method=method,
+                                              backend=backend, workers=workers)
+               for backend, workers in [("python", 1), ("cffi", 1), ("cffi", 2)]}
+    results["numba"] = gp.numerical_gradient(numba_twin(shared_library), params,
+                                             method=method, backend="numba")
+    reference = results["python"]
+    for backend, value in results.items():
+        for got, want in zip(value, reference):
+            assert got.tobytes() == want.tobytes(), backend
+    assert_unchanged(params, before)
+
+
+@needs_kernel
+@pytest.mark.parametrize("m", [1, 2, 4])
+@pytest.mark.parametrize("workers", [1, 2, 3, 7])
+def test_engine_losses_equal_the_python_engine(c, m, workers):
+    ffi, lib = c
+    params, _, ctx, keep = dense_problem(ffi, seed=m + workers)
+    f = c_engine.as_loss(lib.dense_tanh, (ctx,))
+    paramset = ParamSet.from_user(params, f)
+    problem = prepare(f, paramset, (ctx,), upcast=True, complex_step=False, seed=0)
+    rng = np.random.default_rng(workers)
+    before = [w.copy() for w in problem.working]
+    for param, array in enumerate(paramset.arrays):
+        entries = rng.integers(0, array.size, size=23).astype(np.int64)  # repeats too
+        points = problem.working[param].reshape(-1)[entries][:, None] + \
+            rng.standard_normal((23, m))
+        want = PythonEngine().evaluate(problem, param, entries, points)
+        got = c_engine.CffiEngine(workers=workers).evaluate(problem, param, entries, points)
+        assert got.tobytes() == want.tobytes()
+    # the engines perturb private copies: the working copies are as they were
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(problem.working, before))
+
+
+@needs_kernel
+def test_verdicts_agree_and_name_the_wrong_entry(c):
+    ffi, lib = c
+    params, grads, ctx, keep = dense_problem(ffi, batch=16, nin=6, nout=4)
+    before = snapshot(params)
+    grads_before = snapshot(grads)
+    for backend in ("python", "cffi"):
+        good = gp.check(lib.dense_tanh, params, grads, args=(ctx,), backend=backend)
+        assert good.passed and good.backend == backend
+        wrong = {"W": grads["W"].copy(), "b": grads["b"]}
+        wrong["W"][2, 1] *= 1.01
+        bad = gp.check(lib.dense_tanh, params, wrong, args=(ctx,), backend=backend)
+        assert not bad.passed
+        assert bad.params["W"].failed_indices == [(2, 1)] and bad.params["b"].passed
+    assert_unchanged(params, before)
+    assert_unchanged(grads, grads_before)
+
+
+@needs_kernel
+def test_auto_picks_the_c_kernel_for_a_function_pointer(c):
+    ffi, lib = c
+    params, grads = sin_point(1)
+    report = gp.check(lib.weighted_sin, params, grads)
+    assert report.passed and report.backend == "cffi"
+    pointer = ffi.cast("double(*)(const double *, size_t, void *)", lib.weighted_sin)
+    assert gp.check(pointer, params, grads).backend == "cffi"
+    wrapped = c_engine.CFunctionLoss(lib.weighted_sin)
+    assert gp.check(wrapped, params, grads, args=(None,)).backend == "cffi"
+
+
+@needs_kernel
+@pytest.mark.parametrize("mode", ["sample", "directional", "auto"])
+def test_other_modes_and_methods(c, mode):
+    ffi, lib = c
+    params, grads = sin_point(2)
+    for method in ("central", "forward", "richardson"):
+        report = gp.check(lib.weighted_sin, params, grads, mode=mode, method=method)
+        assert report.passed, report
+
+
+@needs_kernel
+def test_read_only_and_float32_parameters(c):
+    ffi, lib = c
+    (A, v), (gA, gv) = sin_point(3)
+    A.setflags(write=False)
+    assert gp.check(lib.weighted_sin, (A, v), (gA, gv)).passed
+    A32, v32 = A.astype(np.float32), v.astype(np.float32)
+    (_, _), (gA32, gv32) = sin_point(3)
+    report = gp.check(lib.weighted_sin, (A32, v32), (gA32, gv32))  # upcast: float64 theta
+    assert report.upcast
+
+
+@needs_kernel
+def test_a_python_callback_runs_from_c_threads():
+    ffi = cffi.FFI()
+
+    @ffi.callback("double(const double *, size_t, void *)")
+    def cubes(theta, n, ctx):
+        return sum(theta[i] ** 3 for i in range(n))
+
+    w = np.linspace(-1.0, 1.0, 40)
+    report = gp.check(cubes, w, 3 * w ** 2, backend="cffi", workers=2)
+    assert report.passed and report.backend == "cffi"
+
+
+@needs_cc
+def test_api_mode_module_function(tmp_path):
+    ffi = cffi.FFI()
+    ffi.cdef("double square_sum(const double *theta, size_t n, void *ctx);")
+    ffi.set_source("_gp_test_api_loss", """
+        #include <stddef.h>
+        double square_sum(const double *theta, size_t n, void *ctx) {
+            double s = 0.0; (void)ctx;
+            for (size_t i = 0; i < n; ++i) s += theta[i] * theta[i];
+            return s;
+        }""")
+    try:
+        ffi.compile(tmpdir=str(tmp_path))
+    except Exception as exc:  # pragma: no cover - no Python headers etc.
+        pytest.skip(f"cannot compile a cffi module: {exc}")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import _gp_test_api_loss as module
+    finally:
+        sys.path.remove(str(tmp_path))
+    x = np.array([1.0, -2.0, 3.0])
+    report = gp.check(module.lib.square_sum, x, 2 * x)  # a built-in lib function
+    assert report.passed
+    g = gp.numerical_gradient(module.ffi.addressof(module.lib, "square_sum"), x)
+    np.testing.assert_allclose(g, 2 * x, rtol=1e-8)
+
+
+# -- bad input never reaches C --------------------------------------------------------
+def test_bad_functions_are_rejected(c):
+    ffi, lib = c
+    x = np.ones(3)
+    with pytest.raises(TypeError, match="must have the type double loss"):
+        gp.check(lib.wrong_type, x, x)
+    with pytest.raises(ValueError, match="NULL function pointer"):
+        gp.check(ffi.cast("double(*)(const double *, size_t, void *)", 0), x, x)
+    with pytest.raises(TypeError, match="must have the type"):
+        gp.check(ffi.new("double[3]"), x, x)
+    with pytest.raises(TypeError, match="backend='cffi' needs a C loss"):
+        gp.check(lambda x: float(np.sum(x)), x, x, backend="cffi")
+    with pytest.raises(TypeError, match="cffi function pointer"):
+        c_engine.CFunctionLoss(lambda x: 0.0)
+
+
+def test_bad_args_are_rejected(c):
+    ffi, lib = c
+    params, grads, ctx, keep = dense_problem(ffi)
+    with pytest.raises(TypeError, match="one extra argument, the ctx pointer"):
+        gp.check(lib.dense_tanh, params, grads, args=(ctx, ctx))
+    with pytest.raises(TypeError, match="must be \\(ctx,\\) with ctx a cffi pointer"):
+        gp.check(lib.dense_tanh, params, grads, args=(keep[0],))
+    with pytest.raises(TypeError, match="must be \\(ctx,\\) with ctx a cffi pointer"):
+        gp.check(lib.dense_tanh, params, grads, args=(12345,))
+
+
+def test_complex_and_narrow_evaluation_are_rejected(c):
+    ffi, lib = c
+    params, grads = sin_point()
+    with pytest.raises(TypeError, match="method='complex' cannot be used with a C loss"):
+        gp.check(lib.weighted_sin, params, grads, method="complex")
+    narrow = tuple(p.astype(np.float32) for p in params)
+    with pytest.raises(TypeError, match="takes float64 parameters, got float32"):
+        gp.check(lib.weighted_sin, narrow, grads, upcast=False)
+
+
+@needs_kernel
+def test_engine_validates_entries_and_points(c):
+    ffi, lib = c
+    params, _ = sin_point()
+    f = c_engine.as_loss(lib.weighted_sin, ())
+    paramset = ParamSet.from_user(params, f)
+    problem = prepare(f, paramset, (), upcast=True, complex_step=False, seed=0)
+    engine = c_engine.CffiEngine(workers=2)
+    ok = np.zeros((2, 2))
+    with pytest.raises(IndexError, match="entry 12 out of range for parameter 'params\\[0\\]'"):
+        engine.evaluate(problem, 0, np.array([0, 12]), ok)
+    with pytest.raises(IndexError, match="entry -1 out of range"):
+        engine.evaluate(problem, 1, np.array([-1, 0]), ok)
+    with pytest.raises(IndexError, match="parameter index 2"):
+        engine.evaluate(problem, 2, np.array([0, 1]), ok)
+    with pytest.raises(ValueError, match="points must have shape"):
+        engine.evaluate(problem, 0, np.array([0, 1]), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="points must have shape"):
+        engine.evaluate(problem, 0, np.array([0, 1]), np.zeros(4))
+    with pytest.raises(TypeError, match="points must be float64"):
+        engine.evaluate(problem, 0, np.array([0, 1]), ok.astype(np.float32))
+    with pytest.raises(TypeError, match="integer array"):
+        engine.evaluate(problem, 0, np.array([0.0, 1.0]), ok)
+    assert engine.evaluate(problem, 0, np.array([], dtype=np.int64),
+                           np.zeros((0, 2))).shape == (0, 2)
+    python_problem = prepare(np.sum, ParamSet.from_user(np.ones(2), np.sum), (),
+                             upcast=True, complex_step=False, seed=0)
+    with pytest.raises(TypeError, match="backend='cffi' needs a C loss"):
+        engine.evaluate(python_problem, 0, np.array([0]), np.zeros((1, 2)))
+    # Non-contiguous points are copied, not read with the wrong strides.
+    wide = np.zeros((2, 4))
+    wide[:, ::2] = [[0.5, -0.5], [0.25, -0.25]]
+    strided = engine.evaluate(problem, 1, np.array([0, 4]), wide[:, ::2])
+    dense = engine.evaluate(problem, 1, np.array([0, 4]), np.ascontiguousarray(wide[:, ::2]))
+    assert strided.tobytes() == dense.tobytes()
+
+
+# -- the C harness under sanitizers ---------------------------------------------------
+SANITIZE = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-g", "-O1",
+            "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+            "-fno-omit-frame-pointer", "-pthread"]
+
+
+@needs_cc
+def test_c_kernel_harness_under_sanitizers(tmp_path):
+    binary = tmp_path / "test_kernel"
+    build = subprocess.run(
+        [CC, *SANITIZE, "-I", os.path.join(ROOT, "csrc"), os.path.join(ROOT, "csrc",
+         "gp_kernel.c"), os.path.join(ROOT, "tests", "c", "test_kernel.c"), "-o",
+         str(binary), "-lm"], capture_output=True, text=True)
+    if build.returncode != 0:
+        if "sanitize" in build.stderr or "asan" in build.stderr or "ubsan" in build.stderr:
+            pytest.skip(f"sanitizer runtime unavailable: {build.stderr.strip()[:200]}")
+        pytest.fail(build.stderr)
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+    env.pop("LD_PRELOAD", None)
+    done = subprocess.run([str(binary)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "all checks passed" in done.stdout
+
+
+# -- the example and the README ---------------------------------------------------------
+@needs_cc
+def test_example_c_loss():
+    from gradprobe.examples import c_loss
+
+    try:
+        ffi, lib = c_loss.build()
+    except Exception as exc:  # pragma: no cover - compiler present but unusable
+        pytest.skip(f"cannot compile the example: {exc}")
+    good = c_loss.check_correct(ffi, lib)
+    assert good.passed
+    assert good.backend == ("cffi" if c_engine.kernel_available() else "python")
+    bad = c_loss.check_buggy(ffi, lib)
+    assert not bad.passed and "scaled" in bad.params["w"].diagnosis
+
+
+@needs_cc
+def test_readme_c_example_runs(capsys):
+    import pathlib
+    import re
+
+    text = (pathlib.Path(ROOT) / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S)
+              if b.startswith("# Needs a C compiler")]
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "README.md C example", "exec"), {})
+    out = capsys.readouterr().out
+    assert out.split() == ["True", "True"]
