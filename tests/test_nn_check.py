@@ -320,3 +320,31 @@ def test_public_api_dispatches_models():
         gp.numerical_gradient(model, X)
     with pytest.raises(TypeError, match="only for a gradprobe.nn model"):
         gp.numerical_gradient(lambda w: np.sum(w), np.ones(2), X)
+
+
+@pytest.mark.parametrize("layer_factory", [
+    lambda dt: nn.Dense(4, 3, seed=2, dtype=dt), lambda dt: nn.Tanh(), lambda dt: nn.Sigmoid(),
+    lambda dt: nn.Identity(), lambda dt: nn.ReLU()])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_nn_layers_satisfy_check_layer(layer_factory, dtype):
+    """gradprobe.nn layers follow the forward/backward/params/grads module protocol."""
+    layer = layer_factory(dtype)
+    x = np.random.default_rng(1).standard_normal((5, 4)).astype(dtype)
+    before = {k: v.copy() for k, v in layer.params.items()}
+    report = gp.check_layer(layer, x)
+    assert report.passed, str(report)
+    assert set(report.params) == {"input", *layer.params}
+    for k, v in layer.params.items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_check_layer_catches_a_wrong_dense_backward():
+    class Buggy(nn.Dense):
+        def backward(self, grad_out):
+            dx = super().backward(grad_out)
+            self.grads["b"] = self.grads["b"] * 2
+            return dx
+
+    report = gp.check_layer(Buggy(3, 2, seed=0), np.ones((4, 3)))
+    assert not report.params["b"].passed and report.params["W"].passed
+    assert report.params["b"].diagnosis.startswith("scaled")

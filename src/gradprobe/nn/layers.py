@@ -50,12 +50,18 @@ class Dense:
     W, b : ndarray
         The live parameters (C-contiguous); ``Sequential.parameters()``
         returns these very arrays.
+    params, grads : dict
+        The module protocol of :func:`gradprobe.check_layer`: ``params`` maps
+        ``"W"``, ``"b"`` to the live arrays, and :meth:`backward` fills ``grads``.
 
     Examples
     --------
     >>> layer = Dense(3, 2, seed=1)
     >>> layer.W.shape, layer.b.shape, layer.W.dtype
     ((3, 2), (2,), dtype('float64'))
+    >>> import numpy as np, gradprobe as gp
+    >>> gp.check_layer(layer, np.ones((4, 3))).passed
+    True
     """
 
     def __init__(self, n_in: int, n_out: int, *, seed: int = 0, dtype: object = np.float64,
@@ -63,6 +69,9 @@ class Dense:
         self.n_in = _size("n_in", n_in)
         self.n_out = _size("n_out", n_out)
         self.dtype = _dtype(dtype)
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self._input: np.ndarray | None = None
         rng = np.random.default_rng(seed)
         limit = np.sqrt(6.0 / (self.n_in + self.n_out))
         self.W = self._initial("W", W, (self.n_in, self.n_out),
@@ -84,6 +93,36 @@ class Dense:
             raise ValueError(f"Dense {name} contains non-finite values")
         return array
 
+    @property
+    def W(self) -> np.ndarray:
+        return self.params["W"]
+
+    @W.setter
+    def W(self, value: np.ndarray) -> None:
+        self.params["W"] = value
+
+    @property
+    def b(self) -> np.ndarray:
+        return self.params["b"]
+
+    @b.setter
+    def b(self, value: np.ndarray) -> None:
+        self.params["b"] = value
+
+    # -- the module protocol (forward / backward), for check_layer ---------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``x @ W + b`` for a batch ``x`` of shape ``(batch, n_in)``; remembers ``x``."""
+        self._input = np.asarray(x)
+        return self._input @ self.W + self.b
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """Fill ``grads["W"]``, ``grads["b"]`` and return the input gradient."""
+        if self._input is None:
+            raise RuntimeError("Dense.backward called before forward")
+        self.grads["W"] = self._input.T @ grad_out
+        self.grads["b"] = grad_out.sum(axis=0)
+        return grad_out @ self.W.T
+
     def __repr__(self) -> str:
         return f"Dense({self.n_in}, {self.n_out}, dtype={self.dtype})"
 
@@ -104,6 +143,31 @@ class Activation:
     name = "identity"
     #: True when the activation is differentiable everywhere.
     smooth = True
+    #: No parameters (the module protocol of :func:`gradprobe.check_layer`).
+    params: dict[str, np.ndarray] = {}
+
+    def __init__(self) -> None:
+        self.grads: dict[str, np.ndarray] = {}
+        self._input: np.ndarray | None = None
+
+    def value(self, z: np.ndarray) -> np.ndarray:
+        """The activation of ``z`` (NumPy; the models use the Numba kernels)."""
+        return z
+
+    def derivative(self, z: np.ndarray) -> np.ndarray:
+        """Its derivative at ``z`` (0 at a ReLU's kink)."""
+        return np.ones_like(z)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Apply the activation; remembers ``x`` for :meth:`backward`."""
+        self._input = np.asarray(x)
+        return self.value(self._input)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """The input gradient ``grad_out * derivative(x)``."""
+        if self._input is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return grad_out * self.derivative(self._input)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -147,6 +211,12 @@ class ReLU(Activation):
     name = "relu"
     smooth = False
 
+    def value(self, z: np.ndarray) -> np.ndarray:
+        return np.maximum(z, 0)
+
+    def derivative(self, z: np.ndarray) -> np.ndarray:
+        return (z > 0).astype(np.result_type(z, np.float32))
+
 
 class Tanh(Activation):
     """``a = tanh(z)``.
@@ -163,6 +233,12 @@ class Tanh(Activation):
     code = constants.TANH
     name = "tanh"
 
+    def value(self, z: np.ndarray) -> np.ndarray:
+        return np.tanh(z)
+
+    def derivative(self, z: np.ndarray) -> np.ndarray:
+        return 1 - np.tanh(z) ** 2
+
 
 class Sigmoid(Activation):
     """``a = 1 / (1 + exp(-z))``.
@@ -178,3 +254,10 @@ class Sigmoid(Activation):
 
     code = constants.SIGMOID
     name = "sigmoid"
+
+    def value(self, z: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-z))
+
+    def derivative(self, z: np.ndarray) -> np.ndarray:
+        s = 1 / (1 + np.exp(-z))
+        return s * (1 - s)
