@@ -365,3 +365,15 @@ def test_curved_kink_candidate_is_refined_before_it_fails():
     report = gp.check(lambda x: np.sum(np.tanh(x) * 7), x, (7 * (1 - np.tanh(x) ** 2)),
                       upcast=False)
     assert report.passed, str(report)
+
+
+def test_loss_that_cancels_to_zero_keeps_small_steps_and_tight_bars():
+    """sum(sin(w)) on a symmetric grid is about 0 at the point: the noise must be
+    judged against the loss's slope, not against |f(x)|, or steps blow up."""
+    w = np.linspace(-1, 1, 11)
+    g = np.cos(w)
+    report = gp.check(lambda w: np.sum(np.sin(w)), w, g)
+    assert report.passed and abs(report.loss) < 1e-12
+    assert np.max(report.params["w"].error_bar) < 1e-8
+    g[3] *= 1.003
+    assert gp.check(lambda w: np.sum(np.sin(w)), w, g).params["w"].failed_indices == [(3,)]

@@ -33,11 +33,17 @@ class NoiseEstimate:
         try was inconclusive and ``level`` is the floor ``eps * |f|``.
     evaluations : int
         Loss evaluations spent.
+    slope : float
+        ``|df/dt|`` along the probe's direction (a unit vector through all
+        entries), from the widest finite table: about the size of a typical
+        gradient entry. It gives the loss a scale when ``f(x)`` itself is
+        near 0 (terms that cancel), where ``noise / |f|`` would mislead.
     """
 
     level: float
     measured: bool
     evaluations: int
+    slope: float = 0.0
 
 
 def noise_from_table(values: np.ndarray) -> tuple[float, int]:
@@ -112,12 +118,15 @@ def estimate_noise(loss_along: Callable[[float], float], spacing: float,
     evaluations = 0
     delta = spacing
     found: list[float] = []
+    slope = 0.0
     for _ in range(config.NOISE_TRIES + 1):
         values = np.array([loss_along(float(k * delta)) for k in offsets])
         evaluations += values.size
         if not np.all(np.isfinite(values)):
             delta /= config.NOISE_SPACING_FACTOR
             continue
+        if not slope:
+            slope = abs(float(values[-1] - values[0])) / float(offsets[-1] - offsets[0]) / delta
         level, status = noise_from_table(values)
         if status == 1:
             found.append(level)
@@ -143,5 +152,5 @@ def estimate_noise(loss_along: Callable[[float], float], spacing: float,
         # probe, whose differences scale with the spacing, not noise.
         found.clear()
     if found:
-        return NoiseEstimate(max(min(found), floor), True, evaluations)
-    return NoiseEstimate(floor, False, evaluations)
+        return NoiseEstimate(max(min(found), floor), True, evaluations, slope)
+    return NoiseEstimate(floor, False, evaluations, slope)

@@ -80,9 +80,15 @@ class Problem:
 
     @property
     def noise_rel(self) -> float:
-        """Relative noise of one evaluation, at least the evaluation epsilon."""
+        """Relative noise of one evaluation, at least the evaluation epsilon.
+
+        Relative to the loss's scale: ``|f(x)|``, or the slope the noise probe
+        saw when that is larger (a loss whose terms cancel to about 0 at the
+        point still varies on the scale of its gradient entries).
+        """
         eps = float(np.finfo(self.eval_dtype).eps)
-        rel = self.noise.level / max(abs(self.f0), np.finfo(np.float64).tiny)
+        scale = max(abs(self.f0), self.noise.slope, np.finfo(np.float64).tiny)
+        rel = self.noise.level / scale
         return float(min(max(rel, eps), config.MAX_NOISE_REL))
 
     def describe_point(self, param: int, flat_index: int, value: Any) -> str:
