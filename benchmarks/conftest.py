@@ -11,6 +11,7 @@ Run with ``python -m pytest benchmarks/ --benchmark-only`` (the default
 from __future__ import annotations
 
 import os
+import time
 import platform
 from dataclasses import dataclass, field
 
@@ -87,3 +88,17 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line("")
         for line in t.render():
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def run_once(benchmark):
+    """Time ``run()`` once through pytest-benchmark: ``(result, wall seconds)``.
+
+    For the long full checks of W2/W3, where one round is the measurement.
+    """
+    def once(run):
+        start = time.perf_counter()
+        result = benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
+        return result, time.perf_counter() - start
+
+    return once

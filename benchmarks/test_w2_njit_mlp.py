@@ -192,27 +192,23 @@ def _summarise(problem, tab):
              "times are one full check including noise probe, steps and verdicts")
 
 
-def test_w2_python_engine_sample(benchmark, mlp):
+def test_w2_python_engine_sample(run_once, mlp):
     """The Python engine on a seeded sample of entries, extrapolated to all of them."""
     def run():
         return gp.check(mlp_loss, mlp.params, mlp.grads, args=mlp.args, mode="sample",
                         samples=150, backend="python")
-    start = time.perf_counter()
-    report = benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
-    elapsed = time.perf_counter() - start
+    report, elapsed = run_once(run)
     assert report.passed, str(report)
     mlp.timings["python"] = elapsed / report.evaluations * mlp.evaluations
     mlp.timings["python_evals"] = report.evaluations
 
 
 @pytest.mark.parametrize("workers", sorted({1, CORES}))
-def test_w2_numba_engine_full(benchmark, mlp, workers):
+def test_w2_numba_engine_full(run_once, mlp, workers):
     """The whole check on the Numba engine."""
     def run():
         return gp.check(mlp_loss, mlp.params, mlp.grads, args=mlp.args, workers=workers)
-    start = time.perf_counter()
-    report = benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
-    elapsed = time.perf_counter() - start
+    report, elapsed = run_once(run)
     assert report.passed and report.backend == "numba", str(report)
     mlp.timings[f"numba{workers}"] = elapsed
     mlp.timings[f"numba{workers}_evals"] = report.evaluations
@@ -318,15 +314,13 @@ def embedding_problem():
 
 
 @pytest.mark.parametrize("backend", ["python", "numba"])
-def test_w2b_cheap_loss_full(benchmark, bench_table, backend):
+def test_w2b_cheap_loss_full(run_once, bench_table, backend):
     E, args, grad = embedding_problem()
     gp.check(embedding_loss, E, grad, args=args, mode="sample", samples=2, backend=backend)
 
     def run():
         return gp.check(embedding_loss, E, grad, args=args, backend=backend)
-    start = time.perf_counter()
-    report = benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
-    elapsed = time.perf_counter() - start
+    report, elapsed = run_once(run)
     assert report.passed, str(report)
     tab = bench_table(CHEAP, ("engine", "time (s)", "us / evaluation", "gain",
                               "evaluations"))

@@ -169,28 +169,24 @@ def _summarise(problem, tab):
              "loops); times are one full check including noise probe, steps and verdicts")
 
 
-def test_w3_python_engine_sample(benchmark, cmlp):
+def test_w3_python_engine_sample(run_once, cmlp):
     """The Python engine calling the C pointer, on a sample, extrapolated."""
     def run():
         return gp.check(cmlp.lib.mlp_loss, cmlp.params, cmlp.grads, args=(cmlp.ctx,),
                         mode="sample", samples=150, backend="python")
-    start = time.perf_counter()
-    report = benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
-    elapsed = time.perf_counter() - start
+    report, elapsed = run_once(run)
     assert report.passed, str(report)
     cmlp.timings["python"] = elapsed / report.evaluations * cmlp.evaluations
     cmlp.timings["python_evals"] = report.evaluations
 
 
 @pytest.mark.parametrize("workers", sorted({1, CORES}))
-def test_w3_c_kernel_full(benchmark, cmlp, workers):
+def test_w3_c_kernel_full(run_once, cmlp, workers):
     """The whole check on the C kernel."""
     def run():
         return gp.check(cmlp.lib.mlp_loss, cmlp.params, cmlp.grads, args=(cmlp.ctx,),
                         workers=workers)
-    start = time.perf_counter()
-    report = benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
-    elapsed = time.perf_counter() - start
+    report, elapsed = run_once(run)
     assert report.passed and report.backend == "cffi", str(report)
     cmlp.timings[f"c{workers}"] = elapsed
     cmlp.timings[f"c{workers}_evals"] = report.evaluations
@@ -198,15 +194,13 @@ def test_w3_c_kernel_full(benchmark, cmlp, workers):
     cmlp.reports["c"] = report
 
 
-def test_w3_numba_engine_full(benchmark, cmlp):
+def test_w3_numba_engine_full(run_once, cmlp):
     """The njit twin of the same loss on the Numba engine (all cores), for comparison."""
     gp.check(mlp_loss, cmlp.params, cmlp.grads, args=cmlp.args, mode="sample", samples=2)
 
     def run():
         return gp.check(mlp_loss, cmlp.params, cmlp.grads, args=cmlp.args, workers=CORES)
-    start = time.perf_counter()
-    report = benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
-    elapsed = time.perf_counter() - start
+    report, elapsed = run_once(run)
     assert report.passed and report.backend == "numba", str(report)
     cmlp.timings["numba"] = elapsed
     cmlp.timings["numba_evals"] = report.evaluations

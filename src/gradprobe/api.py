@@ -1,7 +1,6 @@
 """Public entry points: validate, dispatch to an engine, judge, wrap in a report."""
 from __future__ import annotations
 
-import numbers
 import time
 from typing import Any, Callable
 
@@ -14,7 +13,7 @@ from .engines.base import as_loss
 from .errors import GradientCheckError
 from .directional import directional_check
 from .estimation import check_entries, estimate_entries, select_entries
-from .options import choice, positive_float, positive_int
+from .options import choice, positive_float, positive_int, seed_value
 from .params import ParamSet, Structure
 from .problem import prepare
 from .report import CheckReport
@@ -34,8 +33,7 @@ def _validate_common(f: Any, args: Any, method: str, eps: Any, backend: str,
     choice("backend", backend, config.BACKENDS)
     eps = positive_float("eps", eps)
     workers = positive_int("workers", workers)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed={seed!r} is not valid; expected a non-negative integer")
+    seed_value(seed)
     if not isinstance(upcast, (bool, np.bool_)):
         raise TypeError(f"upcast must be True or False, got {upcast!r}")
     return args, eps, workers

@@ -56,3 +56,16 @@ def positive_int(name: str, value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name}={value!r} is not valid; expected a positive integer")
     return int(value)
+
+
+def seed_value(value: Any) -> int:
+    """A non-negative integer seed.
+
+    Examples
+    --------
+    >>> seed_value(7)
+    7
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"seed={value!r} is not valid; expected a non-negative integer")
+    return int(value)

@@ -35,7 +35,7 @@ import numpy as np
 
 from . import config
 from .api import check
-from .options import choice, positive_float
+from .options import choice, positive_float, seed_value
 from .diagnosis import diagnose_all
 from .params import ParamSet, _as_param_array, _positional_names, loss_value
 from .problem import format_entry
@@ -79,8 +79,7 @@ def _args(args: Any) -> tuple:
 
 
 def _seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed={seed!r} is not valid; expected a non-negative integer")
+    seed_value(seed)
     return int(seed)
 
 

@@ -11,7 +11,6 @@ verdict, diagnosis and report as :func:`gradprobe.check`.
 """
 from __future__ import annotations
 
-import numbers
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -22,7 +21,7 @@ import numpy as np
 from .. import config
 from ..diagnosis import diagnose_all
 from ..estimation import select_entries
-from ..options import choice, positive_float, positive_int
+from ..options import choice, positive_float, positive_int, seed_value
 from ..report import CheckReport, ParamReport
 from ..stencils import Stencil
 from ..verdict import compare_param
@@ -55,8 +54,7 @@ def _validate(model: Any, method: str, eps: Any, upcast: Any, workers: Any,
     if workers is not None and workers > numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"workers={workers} is more than the {numba.config.NUMBA_NUM_THREADS} "
                          "threads Numba was started with (NUMBA_NUM_THREADS)")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed={seed!r} is not valid; expected a non-negative integer")
+    seed_value(seed)
     return eps, workers
 
 
