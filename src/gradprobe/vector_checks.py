@@ -351,47 +351,11 @@ def merge_runs(runs: Sequence[Mapping[str, ParamReport]]) -> dict[str, ParamRepo
     return merged
 
 
-def _diagnose(params: dict[str, ParamReport]) -> None:
-    """:func:`diagnose_all`, without calling confident failures "noisy".
-
-    The core diagnosis says ``noisy`` when most entries have an error bar
-    larger than half their value, even when every failing entry is far
-    outside its bar. Exact zeros (a sparse Jacobian, a VJP whose output
-    ignores some inputs) are such entries: there the parameter is diagnosed
-    again on the entries whose estimates are not dominated by their bars.
-    """
-    diagnose_all(params)
-    for report in params.values():
-        if not report.diagnosis or not report.diagnosis.startswith("noisy") \
-                or report.passed:
-            continue
-        scale = np.maximum(np.abs(report.analytic_flat), np.abs(report.numeric_flat))
-        clear = ~(report.error_bar_flat > 0.5 * scale)
-        if np.any(report.failed_mask & ~clear) or not np.any(clear):
-            continue
-        subset = _restricted(report, clear)
-        diagnose_all({report.name: subset})
-        report.diagnosis = (subset.diagnosis or "").replace(
-            f"of {subset.checked} wrong", f"of {report.checked} wrong")
-
-
-def _restricted(report: ParamReport, keep: np.ndarray) -> ParamReport:
-    """The same report over the entries where ``keep`` is True."""
-    return ParamReport(
-        name=report.name, shape=report.shape, dtype=report.dtype,
-        flat_indices=report.flat_indices[keep], analytic_flat=report.analytic_flat[keep],
-        numeric_flat=report.numeric_flat[keep], error_bar_flat=report.error_bar_flat[keep],
-        abs_error_flat=report.abs_error_flat[keep], rel_error_flat=report.rel_error_flat[keep],
-        ratio_flat=report.ratio_flat[keep], failed_mask=report.failed_mask[keep],
-        kink_mask=report.kink_mask[keep], rtol=report.rtol, atol=report.atol,
-        full=bool(np.all(keep)) and report.full, refined=report.refined)
-
-
 def _finish(params: dict[str, ParamReport], *, method: str, mode: str, backend: str,
             evaluations: int, start: float, upcast: bool, noise: float, loss: float,
             notes: Sequence[str]) -> CheckReport:
     """Diagnose the merged parameters and wrap them in a CheckReport."""
-    _diagnose(params)
+    diagnose_all(params)
     unique: list[str] = []
     for note in notes:
         if note not in unique:
@@ -828,7 +792,7 @@ def check_jacobian(f: Callable[..., Any], x: Any, jac: Any, *, args: tuple = (),
              f"d output[i...] / d {xname}[j...], from {method} differences of f, one "
              f"column per entry of {xname}"] + _noise_notes(vf) + vf.notes
     params = {"jacobian": report}
-    _diagnose(params)
+    diagnose_all(params)
     split = len(vf.out_shape)
     if report.diagnosis and report.diagnosis.startswith("localized"):
         report.diagnosis = _localized_jacobian(report, split, xname)

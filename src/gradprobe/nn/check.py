@@ -121,7 +121,6 @@ def numerical_gradient_model(model: Sequential, X: Any, T: Any, *, method: str =
         plan = _plan(model, X, T, bool(upcast))
         out = {}
         for pos in model.dense_positions:
-            layer = model.layers[pos]
             est_W, est_b = layer_estimates(
                 plan, pos, np.arange(layer.n_in * layer.n_out, dtype=np.int64),
                 np.arange(layer.n_out, dtype=np.int64), method, eps, full=True)
@@ -215,7 +214,6 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
         evaluations = 1
         names = list(params)
         for pos in model.dense_positions:
-            layer = model.layers[pos]
             chosen = {}
             for name in (f"{pos}.W", f"{pos}.b"):
                 size = params[name].size
