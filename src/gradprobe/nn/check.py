@@ -121,6 +121,7 @@ def numerical_gradient_model(model: Sequential, X: Any, T: Any, *, method: str =
         plan = _plan(model, X, T, bool(upcast))
         out = {}
         for pos in model.dense_positions:
+            layer = model.layers[pos]
             est_W, est_b = layer_estimates(
                 plan, pos, np.arange(layer.n_in * layer.n_out, dtype=np.int64),
                 np.arange(layer.n_out, dtype=np.int64), method, eps, full=True)
