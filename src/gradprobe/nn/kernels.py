@@ -148,7 +148,8 @@ def mse_loss(A, T, scale):
     total = 0.0
     for m in range(A.shape[0]):
         for n in range(A.shape[1]):
-            r = float(A[m, n]) - float(T[m, n])
+            # np.float64, not float(): Numba's float() keeps a float32 a float32
+            r = np.float64(A[m, n]) - np.float64(T[m, n])
             total += r * r
     return 0.5 * scale * total
 
