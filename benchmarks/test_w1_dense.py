@@ -14,6 +14,10 @@ and ``b``, float64, batch 64) with pytest-benchmark and, in the same run:
 * the arithmetic bound ``P * B * 6 / GEMM flop/s``, with the GEMM rate of a
   1024 x 1024 @ 1024 x 1024 NumPy matmul measured on this machine.
 
+The same check on the C twin of the kernels (``backend="cffi"``, when the C
+kernel is built) is timed in the same run, and its estimates are compared
+with the Numba kernels' bit for bit.
+
 A 3-layer MLP (256-128-64-10, ReLU, softmax cross-entropy) shows the case
 where perturbing the first layer recomputes every later layer. The table is
 printed at the end of the run.
@@ -27,6 +31,7 @@ import pytest
 
 import gradprobe as gp
 from gradprobe import nn
+from gradprobe.nn import c_kernels
 
 BATCH = 64
 SIZES = (256, 1024, 4096)
@@ -42,7 +47,7 @@ SEED_EPS = 1e-5
 
 TITLE = "W1 dense layer, full check (float64, batch 64; seconds, min of rounds)"
 COLUMNS = ("case", "entries", "structured", "seed-style loop", "generic python", "bound",
-           "vs seed loop", "vs generic", "/ bound")
+           "vs seed loop", "vs generic", "/ bound", "structured C", "C / Numba")
 _ROWS: list[dict] = []
 _PUBLISHED: list[bool] = []
 
@@ -83,8 +88,11 @@ def _cells(r: dict) -> tuple[str, ...]:
     vs_generic = f"{r['generic'] / r['structured']:,.0f}x" if r["generic"] else "-"
     bound = f"{r['bound']:.3g}" if r["bound"] else "-"
     over = f"{r['structured'] / r['bound']:.1f}" if r["bound"] else "-"
+    c_time = f"{r['c']:.3g}" if r.get("c") else "-"
+    c_ratio = f"{r['c'] / r['structured']:.2f}" if r.get("c") else "-"
     return (r["case"], f"{r['entries']:,}", f"{r['structured']:.3g}", f"{r['seed']:.3g}",
-            generic, bound, f"{r['seed'] / r['structured']:,.0f}x", vs_generic, over)
+            generic, bound, f"{r['seed'] / r['structured']:,.0f}x", vs_generic, over,
+            c_time, c_ratio)
 
 
 def format_table(rows: list[dict]) -> list[str]:
@@ -106,7 +114,9 @@ def publish(request, row: dict) -> None:
     if not tab.notes:
         tab.note("structured = gradprobe.nn.check_model, every entry of W and b; seed-style "
                  "loop and generic python (gp.check, backend='python') are timed on a sample "
-                 "and extrapolated; bound = P * B * 6 / measured GEMM flop/s")
+                 "and extrapolated; bound = P * B * 6 / measured GEMM flop/s; structured C = "
+                 "the same check on the C kernels (backend='cffi'), min of the same rounds, "
+                 "estimates identical to the Numba kernels' bit for bit")
     tab.add(*_cells(row))
     _PUBLISHED.append(True)
 
@@ -161,6 +171,19 @@ def seed_loop_seconds(model, X, T, entries: int) -> float:
     return (time.perf_counter() - start) / len(picks)
 
 
+def c_seconds(model, X, T, grads, numba_report, rounds: int, **options) -> float | None:
+    """Best time of the check on the C kernels (None when the C kernel is not built);
+    asserts that its estimates equal the Numba kernels' bit for bit."""
+    if not c_kernels.available():
+        return None
+    report = nn.check_model(model, X, T, grads, backend="cffi", **options)
+    assert report.passed == numba_report.passed
+    for name, param in numba_report.params.items():
+        assert np.array_equal(report.params[name].numeric, param.numeric), name
+    return _best(lambda: nn.check_model(model, X, T, grads, backend="cffi", **options),
+                 rounds)
+
+
 def generic_seconds(model, X, T, grads, samples: int) -> float:
     """Seconds per checked entry of gp.check with the Python engine (sample mode)."""
     cost = numpy_cost(model, X, T)
@@ -188,7 +211,8 @@ def test_w1_dense_full_check(benchmark, request, gemm_flops, n, loss):
     generic = generic_seconds(model, X, T, grads, GENERIC_SAMPLES[n]) * entries
     bound = n * n * BATCH * 6 / gemm_flops
     row = {"case": f"{n}x{n} {loss}", "entries": entries, "structured": structured,
-           "seed": seed, "generic": generic, "bound": bound}
+           "seed": seed, "generic": generic, "bound": bound,
+           "c": c_seconds(model, X, T, grads, report, ROUNDS[n])}
     benchmark.extra_info.update({k: v for k, v in row.items() if k != "case"})
     publish(request, row)
 
@@ -212,6 +236,7 @@ def test_w1_mlp_first_layer(benchmark, request):
     seed = seed_loop_seconds(model, X, T, 2000) * entries
     generic = generic_seconds(model, X, T, grads, 100) * entries
     row = {"case": "MLP 256-128-64-10 relu softmax_ce", "entries": entries,
-           "structured": structured, "seed": seed, "generic": generic, "bound": None}
+           "structured": structured, "seed": seed, "generic": generic, "bound": None,
+           "c": c_seconds(model, X, T, grads, report, 2)}
     benchmark.extra_info.update({k: v for k, v in row.items() if k != "case"})
     publish(request, row)

@@ -62,7 +62,8 @@ def check_model(model: Any, X: np.ndarray, T: np.ndarray, grads: Any = None,
         model's own backward pass is checked.
     **options
         ``mode``, ``method``, ``eps``, ``rtol``, ``atol``, ``samples``,
-        ``seed``, ``upcast``, ``workers`` as in :func:`check`.
+        ``seed``, ``upcast``, ``workers`` as in :func:`check`; ``backend`` is
+        ``"auto"``/``"numba"`` (the Numba kernels) or ``"cffi"`` (their C twin).
 
     Examples
     --------
@@ -148,7 +149,7 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
         from .nn.check import numerical_gradient_model
 
         return numerical_gradient_model(f, params, data[0], method=method, eps=eps,
-                                        upcast=upcast, workers=workers)
+                                        upcast=upcast, workers=workers, backend=backend)
     if data:
         raise TypeError("numerical_gradient takes extra positional arguments only for a "
                         "gradprobe.nn model; pass them to f as args=(...) instead")

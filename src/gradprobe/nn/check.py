@@ -27,6 +27,7 @@ from ..stencils import Stencil
 from ..verdict import compare_param
 from .estimates import kink_prober, layer_estimates, private_params, refiner
 from .inputs import validate_grads, validate_params
+from .backends import BACKENDS, NUMBA, kernel_set
 from .plan import Plan, make_plan
 from .sequential import Sequential, backward
 
@@ -34,13 +35,13 @@ from .sequential import Sequential, backward
 METHODS = ("central", "forward", "richardson")
 #: Modes the structured check supports.
 MODES = ("full", "sample")
-#: Name of this checker in reports.
-BACKEND = "nn-structured"
+#: Name of this checker in reports, per kernel set (Numba kernels, or their C twin).
+REPORT_BACKENDS = {"numba": "nn-structured", "cffi": "nn-structured-cffi"}
 
 
 # -- options ---------------------------------------------------------------
 def _validate(model: Any, method: str, eps: Any, upcast: Any, workers: Any,
-              seed: Any) -> tuple[float | None, int | None]:
+              seed: Any, backend: Any) -> tuple[float | None, int | None, Any]:
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a gradprobe.nn.Sequential, got {type(model).__name__}")
     if method == "complex":
@@ -51,11 +52,14 @@ def _validate(model: Any, method: str, eps: Any, upcast: Any, workers: Any,
     if not isinstance(upcast, (bool, np.bool_)):
         raise TypeError(f"upcast must be True or False, got {upcast!r}")
     workers = positive_int("workers", workers)
-    if workers is not None and workers > numba.config.NUMBA_NUM_THREADS:
+    choice("backend", backend, BACKENDS)
+    if backend != "cffi" and workers is not None and \
+            workers > numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"workers={workers} is more than the {numba.config.NUMBA_NUM_THREADS} "
                          "threads Numba was started with (NUMBA_NUM_THREADS)")
     seed_value(seed)
-    return eps, workers
+    kernels = kernel_set(backend, workers)
+    return eps, (None if kernels.name == "cffi" else workers), kernels
 
 
 @contextmanager
@@ -72,15 +76,16 @@ def _threads(workers: int | None) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-def _plan(model: Sequential, X: Any, T: Any, upcast: bool) -> Plan:
+def _plan(model: Sequential, X: Any, T: Any, upcast: bool, kernels: Any = NUMBA) -> Plan:
     eval_dtype = config.UPCAST_DTYPE if upcast else model.dtype
-    return make_plan(model, X, T, private_params(model, eval_dtype), eval_dtype)
+    return make_plan(model, X, T, private_params(model, eval_dtype), eval_dtype, kernels)
 
 
 # -- public API ----------------------------------------------------------------
 def numerical_gradient_model(model: Sequential, X: Any, T: Any, *, method: str = "central",
                              eps: float | None = None, upcast: bool = True,
-                             workers: int | None = None) -> dict[str, np.ndarray]:
+                             workers: int | None = None,
+                             backend: str = "auto") -> dict[str, np.ndarray]:
     """Numerical gradient of a model's loss, by structured finite differences.
 
     Parameters
@@ -99,7 +104,10 @@ def numerical_gradient_model(model: Sequential, X: Any, T: Any, *, method: str =
         Evaluate a float32 model in float64 (default), so the result reflects
         the formula rather than float32 rounding.
     workers : int, optional
-        Numba threads (default: all).
+        Threads (default: all cores): Numba's, or the C kernels' pthreads.
+    backend : {"auto", "numba", "cffi"}
+        The kernels: Numba ("auto"), or their C twin (needs the optional C
+        kernel; ``gradprobe.info()`` says whether it is built).
 
     Returns
     -------
@@ -115,10 +123,10 @@ def numerical_gradient_model(model: Sequential, X: Any, T: Any, *, method: str =
     >>> np.round(g["0.W"].ravel(), 6), np.round(g["0.b"], 6)
     (array([0.7744, 0.    ]), array([0.7744]))
     """
-    eps, workers = _validate(model, method, eps, upcast, workers, 0)
+    eps, workers, kernels = _validate(model, method, eps, upcast, workers, 0, backend)
     validate_params(model.parameters(), model.parameter_shapes(), finite=True)
     with _threads(workers):
-        plan = _plan(model, X, T, bool(upcast))
+        plan = _plan(model, X, T, bool(upcast), kernels)
         out = {}
         for pos in model.dense_positions:
             layer = model.layers[pos]
@@ -133,7 +141,8 @@ def numerical_gradient_model(model: Sequential, X: Any, T: Any, *, method: str =
 def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: str = "full",
                 method: str = "central", eps: float | None = None, rtol: float | None = None,
                 atol: float | None = None, samples: int | None = None, seed: int = 0,
-                upcast: bool = True, workers: int | None = None) -> CheckReport:
+                upcast: bool = True, workers: int | None = None,
+                backend: str = "auto") -> CheckReport:
     """Check a model's gradients entry by entry against structured finite differences.
 
     Parameters
@@ -162,12 +171,18 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
     upcast : bool
         Evaluate a float32 model in float64 (default).
     workers : int, optional
-        Numba threads (default: all).
+        Threads (default: all cores): Numba's, or the C kernels' pthreads.
+    backend : {"auto", "numba", "cffi"}
+        The kernels of every forward, backward and structured evaluation:
+        Numba ("auto"), or their C twin (needs the optional C kernel). The two
+        sum in the same order, so they agree to the last bit or within the
+        error bars; checking with both lets each implementation check the other.
 
     Returns
     -------
     gradprobe.CheckReport
-        Same report as :func:`gradprobe.check` (``backend="nn-structured"``).
+        Same report as :func:`gradprobe.check` (``backend="nn-structured"``,
+        or ``"nn-structured-cffi"`` on the C kernels).
         ``evaluations`` counts loss-difference evaluations (entries times the
         method's points) plus the base forward pass.
 
@@ -190,7 +205,7 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
     [(3, 1)]
     """
     start = time.perf_counter()
-    eps, workers = _validate(model, method, eps, upcast, workers, seed)
+    eps, workers, kernels = _validate(model, method, eps, upcast, workers, seed, backend)
     choice("mode", mode, MODES)
     rtol = positive_float("rtol", rtol, allow_zero=True)
     atol = positive_float("atol", atol, allow_zero=True)
@@ -204,12 +219,12 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
     with _threads(workers):
         if grads is not None:
             grad_arrays = validate_grads(grads, params)
-        plan = _plan(model, X, T, bool(upcast))
+        plan = _plan(model, X, T, bool(upcast), kernels)
         if grads is None:
             # the model's own backward pass, from the base forward pass when it ran in
             # the model's dtype (its parameters are bit-for-bit copies of the model's)
-            grad_arrays = backward(model, plan.trace) if plan.eval_dtype == model.dtype \
-                else model.gradients(X, T)
+            grad_arrays = backward(model, plan.trace, kernels) \
+                if plan.eval_dtype == model.dtype else model.gradients(X, T, kernels)
         stencil = Stencil(method)
         reports: dict[str, ParamReport] = {}
         evaluations = 1
@@ -235,12 +250,14 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
     reports = {name: reports[name] for name in names}
     diagnose_all(reports)
     notes = ["structured evaluation: every perturbed loss is a difference from one cached "
-             "forward pass; error bars bound the rounding of each computed difference"]
+             "forward pass; error bars bound the rounding of each computed difference"
+             + ("; C kernels" if kernels.name == "cffi" else "")]
     upcasted = plan.eval_dtype != model.dtype
     if upcasted:
         notes.append(f"{model.dtype} parameters evaluated in float64 (upcast); pass "
                      "upcast=False to evaluate in the model's dtype")
-    return CheckReport(params=reports, method=method, mode=mode, backend=BACKEND,
+    return CheckReport(params=reports, method=method, mode=mode,
+                       backend=REPORT_BACKENDS[kernels.name],
                        evaluations=int(evaluations), seconds=time.perf_counter() - start,
                        upcast=bool(upcasted), noise=plan.eps * abs(plan.loss.value),
                        loss=plan.loss.value, notes=notes)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import constants
-from .entry_kernel import entry_differences
 from .layers import Dense
 from .plan import Plan, activation_derivative
 
@@ -21,7 +20,7 @@ _ACT_ULPS = constants.ACTIVATION_ROUNDING_ULPS
 
 @dataclass
 class Stages:
-    """The layers after a perturbed Dense, flattened for :func:`entry_differences`."""
+    """The layers after a perturbed Dense, flattened for :func:`.entry_kernel.entry_differences`."""
 
     kinds: np.ndarray
     codes: np.ndarray
@@ -104,7 +103,7 @@ def loss_differences(plan: Plan, pos: int, rows: np.ndarray, cols: np.ndarray,
     noise = np.empty((k, offsets.size))
     crossed = np.zeros(k, dtype=np.uint8)
     if k:
-        entry_differences(xin, np.ascontiguousarray(rows, dtype=np.int64),
+        plan.kernels.entry_differences(xin, np.ascontiguousarray(rows, dtype=np.int64),
                           np.ascontiguousarray(cols, dtype=np.int64),
                           np.ascontiguousarray(steps, dtype=np.float64),
                           np.ascontiguousarray(offsets, dtype=np.float64),

@@ -36,7 +36,6 @@ from numba import njit, prange
 
 from .. import config
 from . import constants
-from .contraction import contract
 from .plan import Plan
 
 _F = constants.NUMBA_FLAGS
@@ -109,7 +108,7 @@ def mse_head(plan: Plan, pos: int, method: str, steps: np.ndarray | None,
     resid = plan.loss.resid
     n_i, n_j = xa.shape[1], resid.shape[1]
     S = np.empty((n_i, n_j))
-    contract(xa, resid, S)
+    plan.kernels.contract(xa, resid, S)
     Q = np.einsum("ri,ri->i", xa, xa)
     xn = np.sqrt(Q)
     rn = np.sqrt(np.einsum("rj,rj->j", resid, resid))
@@ -236,7 +235,7 @@ def softmax_head(plan: Plan, pos: int, method: str, steps: np.ndarray | None,
     L, R, ln, rn, dn, rhon, trunc, tail, groups = tables
     n_i, n_j = L.shape[1], R.shape[1]
     V = np.empty((n_i, n_j))
-    contract(L, R, V)
+    plan.kernels.contract(L, R, V)
     bar = np.empty((n_i, n_j))
     _finish_softmax(V, np.ascontiguousarray(ln), np.ascontiguousarray(rn), dn, rhon,
                     np.ascontiguousarray(trunc), np.ascontiguousarray(tail), float(h0),

@@ -6,9 +6,12 @@ seed, whose gradient is ``X.T @ (Y_hat - Y)``).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from . import constants, kernels
+from . import constants
+from .backends import NUMBA
 
 REDUCTIONS = ("mean", "sum")
 
@@ -60,11 +63,11 @@ class MSE(Loss):
     code = constants.LOSS_MSE
     name = "mse"
 
-    def value(self, A: np.ndarray, T: np.ndarray) -> float:
+    def value(self, A: np.ndarray, T: np.ndarray, kernels: Any = NUMBA) -> float:
         """The loss for outputs ``A`` and (prepared) targets ``T`` of the same dtype."""
-        return kernels.mse_loss(A, T, self.scale(A.shape[0]))
+        return float(kernels.mse_loss(A, T, self.scale(A.shape[0])))
 
-    def backward(self, A: np.ndarray, T: np.ndarray) -> np.ndarray:
+    def backward(self, A: np.ndarray, T: np.ndarray, kernels: Any = NUMBA) -> np.ndarray:
         """``dL/dA``."""
         out = np.empty_like(A)
         kernels.mse_backward(A, T, self.scale(A.shape[0]), out)
@@ -89,11 +92,11 @@ class SoftmaxCrossEntropy(Loss):
     code = constants.LOSS_SOFTMAX_CE
     name = "softmax_cross_entropy"
 
-    def value(self, Z: np.ndarray, T: np.ndarray) -> float:
+    def value(self, Z: np.ndarray, T: np.ndarray, kernels: Any = NUMBA) -> float:
         """The loss for logits ``Z`` and (prepared, dense) targets ``T``."""
-        return kernels.softmax_ce_loss(Z, T, self.scale(Z.shape[0]))
+        return float(kernels.softmax_ce_loss(Z, T, self.scale(Z.shape[0])))
 
-    def backward(self, Z: np.ndarray, T: np.ndarray) -> np.ndarray:
+    def backward(self, Z: np.ndarray, T: np.ndarray, kernels: Any = NUMBA) -> np.ndarray:
         """``dL/dZ``."""
         out = np.empty_like(Z)
         kernels.softmax_ce_backward(Z, T, self.scale(Z.shape[0]), out)

@@ -70,6 +70,9 @@ class Plan:
     Attributes
     ----------
     model : Sequential
+    kernels : kernel set
+        The Numba kernels or their C twin (:mod:`.backends`); every later
+        evaluation of the check uses the same set.
     trace : Trace
         Forward pass in the evaluation dtype (``trace.values[k]`` is the input
         of layer ``k``).
@@ -81,6 +84,7 @@ class Plan:
     """
 
     model: Sequential
+    kernels: Any
     trace: Trace
     eval_dtype: np.dtype
     eps: float
@@ -156,14 +160,15 @@ def _base_error_scale(plan_values: list[np.ndarray], model: Sequential,
 
 
 def make_plan(model: Sequential, X: Any, T: Any, params: dict[str, np.ndarray],
-              eval_dtype: np.dtype) -> Plan:
-    """Run the base forward pass in ``eval_dtype`` and build the loss tables.
+              eval_dtype: np.dtype, kernels: Any) -> Plan:
+    """Run the base forward pass in ``eval_dtype`` with ``kernels`` and build the
+    loss tables.
 
     ``params`` are private copies in ``eval_dtype`` (the check never passes
     the user's arrays to anything that writes).
     """
-    trace = model.trace(X, T, params=params, dtype=eval_dtype)
-    value = float(model.loss_fn.value(trace.values[-1], trace.targets))
+    trace = model.trace(X, T, params=params, dtype=eval_dtype, kernels=kernels)
+    value = float(model.loss_fn.value(trace.values[-1], trace.targets, kernels))
     if not np.isfinite(value):
         raise ValueError(f"the model's loss is {value!r} at the given parameters, X and T; "
                          "the loss must be finite to be differentiated")
@@ -191,4 +196,4 @@ def make_plan(model: Sequential, X: Any, T: Any, params: dict[str, np.ndarray],
                         np.ascontiguousarray(prob), np.ascontiguousarray(mass),
                         np.ascontiguousarray(rho), np.ascontiguousarray(sens))
     eps = float(np.finfo(eval_dtype).eps)
-    return Plan(model, trace, np.dtype(eval_dtype), eps, tables)
+    return Plan(model, kernels, trace, np.dtype(eval_dtype), eps, tables)

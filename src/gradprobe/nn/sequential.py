@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import kernels
+from .backends import NUMBA
 from .inputs import prepare_targets, validate_inputs, validate_params
 from .layers import Activation, Dense
 from .losses import MSE, Loss
@@ -117,7 +117,7 @@ class Sequential:
 
     # -- passes -------------------------------------------------------------
     def trace(self, X: Any, T: Any, params: Mapping[str, np.ndarray] | None = None,
-              dtype: Any = None) -> Trace:
+              dtype: Any = None, kernels: Any = NUMBA) -> Trace:
         """Run the forward pass and keep every layer's output.
 
         Parameters
@@ -129,6 +129,9 @@ class Sequential:
         dtype : dtype, optional
             Precision of the pass (default: the model's). Inputs and targets
             are cast to it (copies; the user's arrays are never written).
+        kernels : kernel set, optional
+            The Numba kernels (default) or their C twin
+            (:func:`gradprobe.nn.backends.kernel_set`).
         """
         dtype = np.dtype(dtype) if dtype is not None else self.dtype
         X = validate_inputs(X, self.n_in)
@@ -150,8 +153,8 @@ class Sequential:
             values.append(out)
         return Trace(values, targets, params, self.loss_fn.scale(X.shape[0]))
 
-    def loss(self, X: Any, T: Any) -> float:
-        """The loss at the model's parameters.
+    def loss(self, X: Any, T: Any, kernels: Any = NUMBA) -> float:
+        """The loss at the model's parameters (``kernels`` as in :meth:`trace`).
 
         Examples
         --------
@@ -161,19 +164,23 @@ class Sequential:
         >>> model.loss(np.array([[1.0]]), np.array([[0.0]]))
         2.0
         """
-        trace = self.trace(X, T)
-        return float(self.loss_fn.value(trace.values[-1], trace.targets))
+        trace = self.trace(X, T, kernels=kernels)
+        return float(self.loss_fn.value(trace.values[-1], trace.targets, kernels))
 
-    def gradients(self, X: Any, T: Any) -> dict[str, np.ndarray]:
-        """Gradients of the loss by backpropagation, keyed like :meth:`parameters`."""
-        return backward(self, self.trace(X, T))
+    def gradients(self, X: Any, T: Any, kernels: Any = NUMBA) -> dict[str, np.ndarray]:
+        """Gradients of the loss by backpropagation, keyed like :meth:`parameters`.
+
+        ``kernels`` as in :meth:`trace`.
+        """
+        return backward(self, self.trace(X, T, kernels=kernels), kernels)
 
 
-def backward(model: Sequential, trace: Trace) -> dict[str, np.ndarray]:
-    """Backpropagate through a recorded forward pass."""
+def backward(model: Sequential, trace: Trace, kernels: Any = NUMBA) -> dict[str, np.ndarray]:
+    """Backpropagate through a recorded forward pass (with ``kernels``, as in
+    :meth:`Sequential.trace`)."""
     values = trace.values
     dtype = values[0].dtype
-    grad = model.loss_fn.backward(values[-1], trace.targets)
+    grad = model.loss_fn.backward(values[-1], trace.targets, kernels)
     first = model.dense_positions[0]
     out: dict[str, np.ndarray] = {}
     for pos in range(len(model.layers) - 1, first - 1, -1):
