@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -27,15 +26,11 @@ from gradprobe.engines.python import PythonEngine
 from gradprobe.params import ParamSet
 from gradprobe.problem import prepare
 
+from c_harness import CC, HAVE_CC, ROOT, needs_cc, run_sanitized
 from conftest import assert_unchanged, snapshot
 
 cffi = pytest.importorskip("cffi")
 
-CC = os.environ.get("CC", "gcc")
-HAVE_CC = shutil.which(CC) is not None
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-needs_cc = pytest.mark.skipif(not HAVE_CC, reason=f"no C compiler ({CC})")
 needs_kernel = pytest.mark.skipif(not c_engine.kernel_available(),
                                   reason=f"C kernel {c_engine.KERNEL_STATUS}")
 
@@ -412,28 +407,11 @@ def test_engine_validates_entries_and_points(c):
 
 
 # -- the C harness under sanitizers ---------------------------------------------------
-SANITIZE = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-g", "-O1",
-            "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-            "-fno-omit-frame-pointer", "-pthread"]
-
-
 @needs_cc
 def test_c_kernel_harness_under_sanitizers(tmp_path):
-    binary = tmp_path / "test_kernel"
-    build = subprocess.run(
-        [CC, *SANITIZE, "-I", os.path.join(ROOT, "csrc"), os.path.join(ROOT, "csrc",
-         "gp_kernel.c"), os.path.join(ROOT, "tests", "c", "test_kernel.c"), "-o",
-         str(binary), "-lm"], capture_output=True, text=True)
-    if build.returncode != 0:
-        if "sanitize" in build.stderr or "asan" in build.stderr or "ubsan" in build.stderr:
-            pytest.skip(f"sanitizer runtime unavailable: {build.stderr.strip()[:200]}")
-        pytest.fail(build.stderr)
-    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
-               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
-    env.pop("LD_PRELOAD", None)
-    done = subprocess.run([str(binary)], capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "all checks passed" in done.stdout
+    """tests/c/test_kernel.c: the perturbation loop without Python, under ASan + UBSan."""
+    out = run_sanitized(tmp_path, "test_kernel", ["gp_kernel.c", "gp_parallel.c"])
+    assert "gp_kernel" in out
 
 
 # -- the example and the README ---------------------------------------------------------
