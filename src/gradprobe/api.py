@@ -9,7 +9,7 @@ import numpy as np
 from . import config
 from .diagnosis import diagnose_all
 from .engines import select_engine
-from .engines.base import as_loss
+from .engines.base import as_loss, release
 from .errors import GradientCheckError
 from .directional import directional_check
 from .estimation import check_entries, estimate_entries, select_entries
@@ -21,7 +21,7 @@ from .stencils import Stencil
 
 
 def _validate_common(f: Any, args: Any, method: str, eps: Any, backend: str,
-                     workers: Any, seed: Any, upcast: Any) -> tuple:
+                     workers: Any, seed: Any, upcast: Any, client: Any = None) -> tuple:
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
     if isinstance(args, list):
@@ -31,6 +31,9 @@ def _validate_common(f: Any, args: Any, method: str, eps: Any, backend: str,
                         f"{type(args).__name__} (write args=(value,) for one argument)")
     choice("method", method, config.METHODS)
     choice("backend", backend, config.BACKENDS)
+    if client is not None and backend != "dask":
+        raise ValueError(f"client= is only used with backend='dask' (backend={backend!r}); "
+                         "pass backend='dask' to evaluate the losses on that cluster")
     eps = positive_float("eps", eps)
     workers = positive_int("workers", workers)
     seed_value(seed)
@@ -82,7 +85,7 @@ def check_model(model: Any, X: np.ndarray, T: np.ndarray, grads: Any = None,
 def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
                        args: tuple = (), method: str = "central", eps: float | None = None,
                        backend: str = "auto", workers: int | None = None,
-                       upcast: bool = True, seed: int = 0) -> Structure:
+                       upcast: bool = True, seed: int = 0, client: Any = None) -> Structure:
     """Numerical gradient of the scalar loss ``f`` at ``params``.
 
     For a :class:`gradprobe.nn.Sequential` model call it as
@@ -110,14 +113,18 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
     eps : float, optional
         Absolute step. By default chosen per entry from the measured noise of
         ``f`` and the entry's magnitude (central: ``cbrt(eps_mach) * max(1, |x|)``).
-    backend : {"auto", "python", "numba", "cffi"}
+    backend : {"auto", "python", "numba", "cffi", "dask"}
         Engine that evaluates the perturbed losses. ``"auto"`` picks
         ``"numba"`` when ``f`` is a ``numba.njit`` function (every entry is
         then evaluated in one parallel compiled kernel, with the same values
         as ``"python"`` bit for bit), ``"cffi"`` for a C function pointer
         (the perturbation loop runs in C threads; ``"python"`` when the C
         kernel is not built), otherwise ``"python"``. ``"numba"`` or
-        ``"cffi"`` with any other ``f`` is a ``TypeError``.
+        ``"cffi"`` with any other ``f`` is a ``TypeError``. ``"dask"``
+        spreads the entries over a ``dask.distributed`` cluster (``client``,
+        or a ``LocalCluster`` started for the call and closed afterwards;
+        same values as ``"python"``, bit for bit; README, "Running a check on
+        a Dask cluster").
     workers : int, optional
         Threads. Python engine: a thread pool (useful when ``f`` spends its
         time in NumPy calls that release the GIL; ``f`` must then be
@@ -125,11 +132,16 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
         (default: the current ``numba.get_num_threads()``), restored
         afterwards; Numba cannot exceed ``NUMBA_NUM_THREADS`` set at its
         start-up, so a larger value is clamped, with a note in the report.
+        Dask engine without ``client``: worker processes of the
+        ``LocalCluster`` (default: one per core).
     upcast : bool
         Evaluate float16/float32 parameters (and float arrays in ``args``) in
         float64 when ``f`` accepts it.
     seed : int
         Seed of the noise probe's random direction.
+    client : distributed.Client, optional
+        ``backend="dask"`` only: the cluster to run on (left open). ``f``,
+        ``args`` and the parameters are pickled and sent once to every worker.
 
     Returns
     -------
@@ -146,6 +158,9 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
         if len(data) != 1:
             raise TypeError("numerical_gradient(model, X, T): pass the inputs X and the "
                             f"targets T ({len(data) + 1} data arguments given)")
+        if client is not None:
+            raise ValueError("client= is for backend='dask'; a gradprobe.nn model runs on "
+                             "its own kernels (backend='auto', 'numba' or 'cffi')")
         from .nn.check import numerical_gradient_model
 
         return numerical_gradient_model(f, params, data[0], method=method, eps=eps,
@@ -154,17 +169,21 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
         raise TypeError("numerical_gradient takes extra positional arguments only for a "
                         "gradprobe.nn model; pass them to f as args=(...) instead")
     f = as_loss(f, args)  # a C function pointer becomes a Python callable
-    args, eps, workers = _validate_common(f, args, method, eps, backend, workers, seed, upcast)
+    args, eps, workers = _validate_common(f, args, method, eps, backend, workers, seed, upcast,
+                                          client)
     paramset = ParamSet.from_user(params, f)
-    engine = select_engine(backend, f, workers)
+    engine = select_engine(backend, f, workers, client)
     problem = prepare(f, paramset, args, upcast=bool(upcast),
                       complex_step=method == "complex", seed=int(seed))
     stencil = Stencil(method)
     out = []
-    for p, array in enumerate(paramset.arrays):
-        entries = np.arange(array.size, dtype=np.int64)
-        est = estimate_entries(problem, engine, stencil, p, entries, eps)
-        out.append(est.value.reshape(array.shape).astype(array.dtype))
+    try:
+        for p, array in enumerate(paramset.arrays):
+            entries = np.arange(array.size, dtype=np.int64)
+            est = estimate_entries(problem, engine, stencil, p, entries, eps)
+            out.append(est.value.reshape(array.shape).astype(array.dtype))
+    finally:
+        release(engine)  # the Dask engine's cluster and scattered data
     return paramset.rebuild(out)
 
 
@@ -173,7 +192,8 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
           eps: float | None = None, rtol: float | None = None, atol: float | None = None,
           samples: int | None = None, directions: int | None = None, seed: int = 0,
           backend: str = "auto", workers: int | None = None, progress: bool | None = None,
-          upcast: bool = True, budget_s: float | None = None) -> CheckReport:
+          upcast: bool = True, budget_s: float | None = None,
+          client: Any = None) -> CheckReport:
     """Compare the gradient ``grads`` of ``f`` with numerical derivatives.
 
     Parameters
@@ -216,13 +236,15 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
     seed : int
         Seed for the sample draw, the random directions and the noise probe:
         the same seed gives the same check.
-    backend : {"auto", "python", "numba", "cffi"}
+    backend : {"auto", "python", "numba", "cffi", "dask"}
         Engine that evaluates the perturbed losses (see
         :func:`numerical_gradient`); ``"auto"`` runs a ``numba.njit`` ``f``
         on the Numba engine and a C function pointer on the C kernel.
+        ``"dask"`` runs them on a ``dask.distributed`` cluster.
     workers : int, optional
         Threads for the engine (Numba: clamped to ``NUMBA_NUM_THREADS``
-        with a note; see :func:`numerical_gradient`).
+        with a note; Dask without ``client``: worker processes; see
+        :func:`numerical_gradient`).
     progress : bool, optional
         Show a progress bar (entries/s, time left; needs the optional
         ``tqdm``). Default: on when the per-entry part of the check is
@@ -235,6 +257,11 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
     budget_s : float, optional
         ``mode="auto"`` only: time budget in seconds (default 2) within which
         a full check is run.
+    client : distributed.Client, optional
+        ``backend="dask"`` only: the cluster to run on (see
+        :func:`numerical_gradient`); by default a ``LocalCluster`` is started
+        for the check and closed when it ends. The progress bar moves as the
+        cluster's tasks complete.
 
     Returns
     -------
@@ -271,7 +298,8 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
     """
     start = time.perf_counter()
     f = as_loss(f, args)  # a C function pointer becomes a Python callable
-    args, eps, workers = _validate_common(f, args, method, eps, backend, workers, seed, upcast)
+    args, eps, workers = _validate_common(f, args, method, eps, backend, workers, seed, upcast,
+                                          client)
     choice("mode", mode, config.MODES)
     rtol = positive_float("rtol", rtol, allow_zero=True)
     atol = positive_float("atol", atol, allow_zero=True)
@@ -295,7 +323,7 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
 
     paramset = ParamSet.from_user(params, f)
     grad_arrays, nondeterministic = _analytic_gradient(paramset, grads, args)
-    engine = select_engine(backend, f, workers)
+    engine = select_engine(backend, f, workers, client)
     problem = prepare(f, paramset, args, upcast=bool(upcast),
                       complex_step=method == "complex", seed=int(seed))
     stencil = Stencil(method)
@@ -333,8 +361,11 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
                 reports[name] = check_entries(problem, engine, stencil, p, entries,
                                               grad_arrays[p], eps=eps, rtol=rtol, atol=atol)
     finally:
-        if bar is not None:
-            bar.close()
+        try:
+            release(engine)  # the Dask engine's cluster and scattered data
+        finally:
+            if bar is not None:
+                bar.close()
     eps_eval = float(np.finfo(problem.eval_dtype).eps)
     noise_ulps = problem.noise.level / (eps_eval * abs(problem.f0)) \
         if abs(problem.f0) > np.finfo(np.float64).tiny / eps_eval else None

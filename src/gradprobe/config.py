@@ -14,7 +14,7 @@ METHODS = ("central", "forward", "richardson", "complex")
 #: Modes accepted by ``check``.
 MODES = ("full", "sample", "directional", "auto")
 #: Backends accepted by ``check`` (``auto`` picks the fastest available).
-BACKENDS = ("auto", "python", "numba", "cffi")
+BACKENDS = ("auto", "python", "numba", "cffi", "dask")
 
 #: Floating dtypes a parameter may have (others are rejected with TypeError).
 PARAM_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -177,6 +177,28 @@ PROGRESS_NUMBA_BATCHES = 8
 #: ``CheckReport.plot``: relative errors below this are drawn at this value
 #: on the logarithmic colour scale (exact agreement would be -inf).
 PLOT_MIN_REL_ERROR = 1e-16
+
+#: Dask engine: tasks per worker thread that one evaluation is split into, so
+#: that a thread finishing early takes more work and a lost worker costs little.
+DASK_TASKS_PER_THREAD = 4
+#: Dask engine: no task is made shorter than this (seconds, predicted from the
+#: measured time of one loss). A task costs about 2-5 ms of scheduling and
+#: transfer on a LocalCluster (W6), so cheap checks run as a few long tasks.
+DASK_MIN_TASK_SECONDS = 0.1
+#: Dask engine: at most this many entries per task (bounds the size of one
+#: task's points and of the losses it sends back).
+DASK_MAX_TASK_ENTRIES = 65_536
+#: Dask engine: a task of a worker that dies is rescheduled by Dask's scheduler
+#: (``distributed.scheduler.allowed-failures``); tasks the cluster *cancels*
+#: (every worker holding the scattered problem lost, ``client.restart()``) are
+#: submitted again, with the problem scattered anew, at most this many times.
+DASK_RESUBMISSIONS = 3
+#: Dask engine: the dashboard of a LocalCluster started by gradprobe listens on
+#: a free port of the loopback interface (two checks never clash on 8787).
+DASK_DASHBOARD_ADDRESS = "127.0.0.1:0"
+#: Dask engine: log level of the ``distributed`` loggers while a LocalCluster
+#: started by gradprobe runs (restored when it closes).
+DASK_LOG_LEVEL = "ERROR"
 
 #: Environment variable that controls the optional C kernel (``gradprobe._ckernel``):
 #: ``auto`` uses it when it was built, ``require`` makes its absence an

@@ -20,7 +20,8 @@ def info() -> dict[str, Any]:
         ``{"gradprobe": version, "python": ..., "numpy": ..., "engines":
         {name: "available" | "unavailable: reason"}}``; ``"cffi"`` is the
         optional C kernel (see ``GRADPROBE_C_KERNEL`` in
-        :mod:`gradprobe.engines.cffi`).
+        :mod:`gradprobe.engines.cffi`); ``"dask"`` needs the extra
+        ``gradprobe[dask]``.
 
     Raises
     ------
@@ -45,6 +46,8 @@ def info() -> dict[str, Any]:
     # GRADPROBE_C_KERNEL=require: a missing kernel raises ImportError here.
     from .engines.cffi import KERNEL_STATUS
     engines["cffi"] = KERNEL_STATUS
+    from .engines.dask import status as dask_status  # without importing dask
+    engines["dask"] = dask_status()
     return {
         "gradprobe": __version__,
         "python": platform.python_version(),

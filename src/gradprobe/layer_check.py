@@ -126,6 +126,16 @@ class LayerCopies:
             self.notes.append(f"the layer could not be deep-copied ({type(exc).__name__}: "
                               f"{exc}); its parameters were perturbed in place and restored")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the per-thread copies (``backend="dask"`` sends it to workers)."""
+        state = self.__dict__.copy()
+        state["_local"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()  # each thread deep-copies the layer on first use
+
     # -- in-place fallback ------------------------------------------------------------
     def _save(self) -> None:
         params = _layer_params(self.layer)

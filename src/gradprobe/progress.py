@@ -9,7 +9,9 @@ The bar is drawn by wrapping the engine (:class:`ProgressEngine`): the
 entries of one ``evaluate`` call are handed to the real engine in chunks
 (a few thousand for the Python engine, a few batches for the Numba engine)
 and the bar moves between chunks. Every entry is evaluated on its own, so
-the losses are exactly those of an unwrapped engine. When progress is off
+the losses are exactly those of an unwrapped engine. An engine with a
+``report_progress`` attribute (the Dask engine) gets the whole call and
+moves the bar itself, as its tasks complete. When progress is off
 the engine is not wrapped at all: nothing is added to the hot path.
 
 tqdm is an optional dependency (``pip install gradprobe[progress]``); without
@@ -140,6 +142,9 @@ class ProgressEngine:
         if bar.total is not None and bar.n + k > bar.total:
             bar.total = bar.n + k  # confirmations and kink probes come on top
             bar.refresh()
+        if hasattr(self.engine, "report_progress"):  # it moves the bar as its tasks finish
+            self.engine.report_progress = bar.update
+            return self.engine.evaluate(problem, param, entries, points)
         chunk = self._chunk(k)
         if k <= chunk:
             out = self.engine.evaluate(problem, param, entries, points)

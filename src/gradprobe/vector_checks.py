@@ -59,7 +59,7 @@ HVP_INNER_STEP_POWER = 0.25
 _SEED_TAGS = {"cotangents": 0x636F74, "tangents": 0x74616E, "vectors": 0x766563}
 #: Options of :func:`gradprobe.check` that :func:`check_vjp` passes through.
 _CHECK_OPTIONS = ("mode", "method", "eps", "rtol", "atol", "samples", "directions",
-                  "backend", "workers", "progress")
+                  "backend", "workers", "progress", "client")
 
 
 # -- validation ---------------------------------------------------------------------

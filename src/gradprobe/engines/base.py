@@ -54,10 +54,27 @@ class Engine(Protocol):
         ...
 
 
-def select_engine(backend: str, f: object, workers: int | None) -> Engine:
-    """The engine for ``backend`` (``"auto"`` picks the fastest that applies)."""
+def select_engine(backend: str, f: object, workers: int | None, client: object = None) -> Engine:
+    """The engine for ``backend`` (``"auto"`` picks the fastest that applies).
+
+    ``client`` (a ``distributed.Client``) is for ``backend="dask"`` only. An
+    engine with a ``close()`` method holds resources (a cluster, scattered
+    data): call :func:`release` when the check is over.
+    """
     from .python import PythonEngine
 
+    if backend == "dask":
+        if _is_c_loss(f):
+            raise TypeError(
+                "backend='dask' cannot send a C function pointer (cffi) to worker "
+                "processes: a pointer is only valid in the process that made it; use "
+                "backend='cffi' (all cores of this machine) or a Python / numba.njit loss")
+        from .dask import DaskEngine
+
+        return DaskEngine(client=client, workers=workers)
+    if client is not None:
+        raise ValueError(f"client= is only used with backend='dask' (backend={backend!r}); "
+                         "pass backend='dask' to evaluate the losses on that cluster")
     if backend == "cffi" or (backend == "auto" and _is_c_loss(f)):
         from .cffi import CffiEngine, CFunctionLoss, LOSS_ABI, kernel_available
 
@@ -79,6 +96,19 @@ def select_engine(backend: str, f: object, workers: int | None) -> Engine:
     if backend in ("auto", "python"):
         return PythonEngine(workers=workers)
     raise ValueError(f"backend {backend!r} is not available")
+
+
+def release(engine: object) -> None:
+    """Call ``engine.close()`` if it has one (the Dask engine: cluster, scattered data).
+
+    Examples
+    --------
+    >>> from gradprobe.engines.python import PythonEngine
+    >>> release(PythonEngine())  # nothing to release
+    """
+    close = getattr(engine, "close", None)
+    if close is not None:
+        close()
 
 
 def as_loss(f: object, args: object) -> object:
