@@ -1,7 +1,6 @@
 /* gradprobe C kernel: see gp_kernel.h. */
 #include "gp_kernel.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #include "gp_parallel.h"
@@ -22,7 +21,7 @@ typedef struct {
 static int gp_run_rows(void *arg, size_t lo, size_t hi)
 {
     const gp_loop *r = (const gp_loop *)arg;
-    double *work = (double *)malloc(r->n * sizeof(double));
+    double *work = (double *)gp_aligned_alloc(r->n * sizeof(double));
     if (work == NULL)
         return GP_ENOMEM;
     memcpy(work, r->theta, r->n * sizeof(double));
@@ -34,7 +33,7 @@ static int gp_run_rows(void *arg, size_t lo, size_t hi)
         }
         work[index] = r->theta[index];  /* restore before the next entry */
     }
-    free(work);
+    gp_aligned_free(work);
     return GP_OK;
 }
 

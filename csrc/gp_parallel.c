@@ -1,7 +1,13 @@
 /* gradprobe C kernel: see gp_parallel.h. */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200112L  /* posix_memalign under -std=c99 */
+#endif
 #include "gp_parallel.h"
 
 #include <stdlib.h>
+#if defined(_WIN32)
+#include <malloc.h>
+#endif
 
 #if !defined(_WIN32)
 #include <pthread.h>
@@ -22,6 +28,27 @@ static void *gp_run(void *arg)
     gp_task_range *r = (gp_task_range *)arg;
     r->status = r->body(r->ctx, r->lo, r->hi);
     return NULL;
+}
+
+void *gp_aligned_alloc(size_t bytes)
+{
+    if (bytes == 0)
+        bytes = 1;
+#if defined(_WIN32)
+    return _aligned_malloc(bytes, 64);
+#else
+    void *p = NULL;
+    return posix_memalign(&p, 64, bytes) == 0 ? p : NULL;
+#endif
+}
+
+void gp_aligned_free(void *p)
+{
+#if defined(_WIN32)
+    _aligned_free(p);
+#else
+    free(p);
+#endif
 }
 
 int gp_parallel_max_threads(void)
