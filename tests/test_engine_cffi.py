@@ -11,10 +11,14 @@ Numba engine). Each call computes the same C arithmetic on the same
 from __future__ import annotations
 
 import ctypes
+import gc
+import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import numba
 import numpy as np
@@ -332,6 +336,187 @@ def test_api_mode_module_function(tmp_path):
     np.testing.assert_allclose(g, 2 * x, rtol=1e-8)
 
 
+# -- numba.cfunc losses ----------------------------------------------------------------
+def _weighted_sin(theta, n):
+    """``weighted_sin`` of ``LOSSES_C``, same operations in the same order."""
+    s = theta[0] * theta[n - 1]
+    for i in range(n):
+        s += (i + 1) * math.sin(theta[i])
+    return s
+
+
+_weighted_sin_compiled = numba.njit(_weighted_sin)
+
+
+@numba.cfunc(c_engine.NUMBA_CFUNC_SIGNATURE)
+def weighted_sin_cfunc(theta, n, ctx):
+    return _weighted_sin_compiled(theta, n)
+
+
+@numba.njit
+def weighted_sin_njit(A, v):
+    theta = np.concatenate((A.ravel(), v.ravel()))
+    return _weighted_sin_compiled(theta, theta.size)
+
+
+def weighted_sin_python(A, v):
+    theta = np.concatenate((A.ravel(), v.ravel())).tolist()
+    return _weighted_sin(theta, len(theta))
+
+
+ROWS = 16  # rows of the data behind ctx (a cfunc freezes globals when it is compiled)
+
+
+@numba.cfunc("float64(CPointer(float64), uintp, voidptr)")
+def dense_tanh_cfunc(theta, n, ctx):
+    """``dense_tanh`` with nout = 1: theta = (w, b); ctx -> ROWS rows (x, y) of n doubles."""
+    data = numba.carray(ctx, (ROWS, n), np.float64)
+    s = 0.0
+    for r in range(ROWS):
+        z = theta[n - 1]
+        for i in range(n - 1):
+            z += data[r, i] * theta[i]
+        e = math.tanh(z) - data[r, n - 1]
+        s += 0.5 * e * e
+    return s / ROWS
+
+
+def dense_tanh_python(data, w, b):
+    z = data[:, :-1] @ w + b[0]
+    return float(np.sum(0.5 * (np.tanh(z) - data[:, -1]) ** 2) / ROWS)
+
+
+def cfunc_dense_problem(nin=6, seed=4):
+    rng = np.random.default_rng(seed)
+    X, y = rng.standard_normal((ROWS, nin)), rng.standard_normal(ROWS)
+    data = np.column_stack([X, y])
+    w, b = rng.standard_normal(nin) * 0.5, np.array([0.1])
+    z = np.tanh(X @ w + b[0])
+    e = (z - y) * (1 - z ** 2) / ROWS
+    return {"w": w, "b": b}, {"w": X.T @ e, "b": np.array([e.sum()])}, data
+
+
+@pytest.mark.parametrize("method", ["central", "forward", "richardson"])
+def test_cfunc_numerical_gradient_bit_identical_to_python_njit_and_c(c, method):
+    ffi, lib = c
+    params, _ = sin_point(5)
+    before = snapshot(params)
+    backends = [("python", 1)] + ([("cffi", 1), ("cffi", 2)] if c_engine.kernel_available()
+                                  else [])
+    results = {f"cfunc {b} {w}": gp.numerical_gradient(weighted_sin_cfunc, params,
+                                                       method=method, backend=b, workers=w)
+               for b, w in backends}
+    results["python"] = gp.numerical_gradient(weighted_sin_python, params, method=method)
+    results["njit"] = gp.numerical_gradient(weighted_sin_njit, params, method=method)
+    results["C library"] = gp.numerical_gradient(lib.weighted_sin, params, method=method)
+    reference = results["python"]
+    for name, value in results.items():
+        for got, want in zip(value, reference):
+            assert got.tobytes() == want.tobytes(), name
+    assert_unchanged(params, before)
+
+
+def test_cfunc_verdicts_agree_with_python_and_name_the_wrong_entry():
+    params, grads, data = cfunc_dense_problem()
+    before, grads_before, data_before = snapshot(params), snapshot(grads), data.copy()
+    ctx = cffi.FFI().from_buffer("double[]", data)
+    wrong = {"w": grads["w"].copy(), "b": grads["b"]}
+    wrong["w"][3] *= 1.01
+    runs = {"python f": (dense_tanh_python, (data,), "python")}
+    for backend in ["auto", "python"]:
+        runs[f"cfunc {backend}"] = (dense_tanh_cfunc, (ctx,), backend)
+    for name, (f, args, backend) in runs.items():
+        good = gp.check(f, params, grads, args=args, backend=backend)
+        assert good.passed, (name, good)
+        if name == "cfunc auto":
+            assert good.backend == ("cffi" if c_engine.kernel_available() else "python")
+        bad = gp.check(f, params, wrong, args=args, backend=backend)
+        assert not bad.passed, name
+        assert bad.params["w"].failed_indices == [(3,)] and bad.params["b"].passed, name
+    np.testing.assert_allclose(
+        gp.numerical_gradient(dense_tanh_cfunc, params, args=(ctx,))["w"],
+        gp.numerical_gradient(dense_tanh_python, params, args=(data,))["w"], rtol=1e-7)
+    assert_unchanged(params, before)
+    assert_unchanged(grads, grads_before)
+    assert data.tobytes() == data_before.tobytes()
+
+
+def test_cfunc_is_wrapped_as_a_c_loss_and_kept_alive():
+    @numba.cfunc(c_engine.NUMBA_CFUNC_SIGNATURE)
+    def squares(theta, n, ctx):
+        s = 0.0
+        for i in range(n):
+            s += theta[i] * theta[i]
+        return s
+
+    assert c_engine.is_numba_cfunc(squares) and c_engine.is_c_function(squares)
+    assert not c_engine.is_numba_cfunc(weighted_sin_njit)
+    loss = c_engine.as_loss(squares, ())
+    assert isinstance(loss, c_engine.CFunctionLoss) and loss.function is squares
+    assert c_engine._FFI.cast("uintptr_t", loss.pointer) == squares.address
+    alive = weakref.ref(squares)
+    del squares
+    gc.collect()
+    assert alive() is loss.function  # the machine code lives as long as the loss
+    assert loss(np.array([1.0, 2.0]), np.array([3.0])) == 14.0
+
+
+@pytest.mark.parametrize("signature, got", [
+    ("float64(CPointer(float64), intp, voidptr)", "float64(float64*, int64, void*)"),
+    ("float32(CPointer(float64), uintp, voidptr)", "float32(float64*, uint64, void*)"),
+    ("float64(CPointer(float32), uintp, voidptr)", "float64(float32*, uint64, void*)"),
+    ("float64(CPointer(float64), uintp)", "float64(float64*, uint64)"),
+    ("float64(CPointer(float64), uintp, CPointer(float64))",
+     "float64(float64*, uint64, float64*)"),
+])
+def test_cfunc_with_another_signature_is_rejected(signature, got):
+    def first(theta, n, ctx):
+        return theta[0]
+
+    def first_no_ctx(theta, n):
+        return theta[0]
+
+    wrong = numba.cfunc(signature)(first if signature.count(",") == 2 else first_no_ctx)
+    x = np.ones(3)
+    expected = ("must be compiled with the signature 'float64(CPointer(float64), uintp, "
+                "voidptr)', the ABI double loss(const double *theta, size_t n, void *ctx)")
+    for call in (lambda: gp.check(wrong, x, x), lambda: gp.numerical_gradient(wrong, x),
+                 lambda: gp.check(wrong, x, x, backend="cffi")):
+        with pytest.raises(TypeError, match=re.escape(expected)) as info:
+            call()
+        assert got in str(info.value)
+
+
+def test_cfunc_args_are_validated_like_a_c_loss():
+    params, grads, data = cfunc_dense_problem()
+    with pytest.raises(TypeError, match="must be \\(ctx,\\) with ctx a cffi pointer"):
+        gp.check(dense_tanh_cfunc, params, grads, args=(data,))
+    with pytest.raises(TypeError, match="method='complex' cannot be used with a C loss"):
+        gp.check(weighted_sin_cfunc, *sin_point(), method="complex")
+    with pytest.raises(TypeError, match="a C loss .* runs on backend='cffi'"):
+        gp.check(weighted_sin_cfunc, *sin_point(), backend="numba")
+
+
+def test_checking_a_python_or_cffi_loss_does_not_import_numba():
+    script = textwrap.dedent("""
+        import sys, cffi, numpy as np, gradprobe as gp
+        ffi = cffi.FFI()
+
+        @ffi.callback("double(const double *, size_t, void *)")
+        def cubes(theta, n, ctx):
+            return sum(theta[i] ** 3 for i in range(n))
+
+        w = np.array([0.5, -1.0])
+        assert gp.check(lambda w: float(np.sum(w ** 3)), w, 3 * w ** 2).passed
+        assert gp.check(cubes, w, 3 * w ** 2).passed
+        print("numba imported:", "numba" in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "numba imported: False" in done.stdout
+
+
 # -- bad input never reaches C --------------------------------------------------------
 def test_bad_functions_are_rejected(c):
     ffi, lib = c
@@ -442,3 +627,25 @@ def test_readme_c_example_runs(capsys):
     exec(compile(blocks[0], "README.md C example", "exec"), {})
     out = capsys.readouterr().out
     assert out.split() == ["True", "True"]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("backend", ["python", "cffi"])
+def test_a_raising_callback_with_error_nan_is_reported_not_checked(backend):
+    """cffi turns an exception in an ffi.callback into its `error` value; with NaN the
+    check stops at the entry instead of checking a made-up loss."""
+    if backend == "cffi" and not c_engine.kernel_available():
+        pytest.skip(f"C kernel {c_engine.KERNEL_STATUS}")
+    ffi = cffi.FFI()
+
+    @ffi.callback("double(const double *, size_t, void *)", error=float("nan"))
+    def squares_until_moved(theta, n, ctx):
+        if theta[1] > -1.0:
+            raise RuntimeError("moved")
+        return sum(theta[i] ** 2 for i in range(n))
+
+    w = np.array([0.5, -1.0, 2.0])
+    before = snapshot(w)
+    with pytest.raises(ValueError, match=r"returned nan with x\[1\]"):
+        gp.check(squares_until_moved, w, 2 * w, backend=backend)
+    assert_unchanged(w, before)

@@ -440,7 +440,7 @@ def test_a_c_loss_cannot_be_sent_to_workers(process_client):
         return sum(theta[i] ** 2 for i in range(n))
 
     w = np.ones(3)
-    with pytest.raises(TypeError, match="cannot send a C function pointer"):
+    with pytest.raises(TypeError, match="cannot send a C function"):
         gp.check(squares, w, 2 * w, backend="dask", client=process_client)
 
 

@@ -98,7 +98,8 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
         Returns a scalar loss. Called as ``f(params, *args)`` for one array,
         ``f(*params, *args)`` for a tuple/list, ``f(*args, **params)`` for a dict.
         Or a C loss ``double loss(const double *theta, size_t n, void *ctx)``
-        given as a cffi function pointer: ``theta`` is the float64
+        given as a cffi function pointer or a ``numba.cfunc`` compiled with
+        ``"float64(CPointer(float64), uintp, voidptr)"``: ``theta`` is the float64
         concatenation of the parameters in order, and ``args`` is ``()`` or
         ``(ctx,)`` with ``ctx`` a cffi pointer (see README, "Checking a C
         function").
@@ -117,7 +118,7 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
         Engine that evaluates the perturbed losses. ``"auto"`` picks
         ``"numba"`` when ``f`` is a ``numba.njit`` function (every entry is
         then evaluated in one parallel compiled kernel, with the same values
-        as ``"python"`` bit for bit), ``"cffi"`` for a C function pointer
+        as ``"python"`` bit for bit), ``"cffi"`` for a C function (pointer or cfunc)
         (the perturbation loop runs in C threads; ``"python"`` when the C
         kernel is not built), otherwise ``"python"``. ``"numba"`` or
         ``"cffi"`` with any other ``f`` is a ``TypeError``. ``"dask"``
@@ -239,7 +240,7 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
     backend : {"auto", "python", "numba", "cffi", "dask"}
         Engine that evaluates the perturbed losses (see
         :func:`numerical_gradient`); ``"auto"`` runs a ``numba.njit`` ``f``
-        on the Numba engine and a C function pointer on the C kernel.
+        on the Numba engine and a C function (pointer or cfunc) on the C kernel.
         ``"dask"`` runs them on a ``dask.distributed`` cluster.
     workers : int, optional
         Threads for the engine (Numba: clamped to ``NUMBA_NUM_THREADS``

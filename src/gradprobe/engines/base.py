@@ -66,8 +66,8 @@ def select_engine(backend: str, f: object, workers: int | None, client: object =
     if backend == "dask":
         if _is_c_loss(f):
             raise TypeError(
-                "backend='dask' cannot send a C function pointer (cffi) to worker "
-                "processes: a pointer is only valid in the process that made it; use "
+                "backend='dask' cannot send a C function (cffi pointer or numba.cfunc) to "
+                "worker processes: its address is only valid in the process that made it; use "
                 "backend='cffi' (all cores of this machine) or a Python / numba.njit loss")
         from .dask import DaskEngine
 
@@ -88,6 +88,9 @@ def select_engine(backend: str, f: object, workers: int | None, client: object =
     if backend == "numba" or (backend == "auto" and _is_numba_function(f)):
         from .numba import NumbaEngine, is_numba_function
 
+        if _is_c_loss(f):
+            raise TypeError("backend='numba' runs numba.njit functions; a C loss (cffi "
+                            "pointer or numba.cfunc) runs on backend='cffi' (or 'auto')")
         if not is_numba_function(f):
             raise TypeError(
                 f"backend='numba' needs a numba.njit function, got {type(f).__name__}; "
@@ -112,19 +115,19 @@ def release(engine: object) -> None:
 
 
 def as_loss(f: object, args: object) -> object:
-    """``f``, or a cffi C function pointer wrapped so that Python can call it.
+    """``f``, or a C function (cffi pointer, ``numba.cfunc``) wrapped for Python to call.
 
     A C loss (``double loss(const double *theta, size_t n, void *ctx)``) is
     wrapped in :class:`gradprobe.engines.cffi.CFunctionLoss` and ``args``
     validated for it; anything else is returned unchanged (cffi is imported
-    only when ``f`` is a cffi object).
+    only when ``f`` is a cffi object or a ``numba.cfunc``).
 
     Examples
     --------
     >>> as_loss(len, ()) is len
     True
     """
-    if type(f).__module__ != "_cffi_backend" and \
+    if type(f).__module__ not in ("_cffi_backend", "numba.core.ccallback") and \
             type(getattr(f, "__self__", None)).__module__ != "_cffi_backend" and \
             not _is_c_loss(f):
         return f

@@ -10,7 +10,10 @@ its length and ``ctx`` an opaque pointer the user passes as ``args=(ctx,)``
 (``args=()`` passes NULL). Pass the function to :func:`gradprobe.check` or
 :func:`gradprobe.numerical_gradient` as a cffi function pointer: ``lib.loss``
 of an ``ffi.dlopen``-ed library, ``lib.loss`` of an API-mode cffi module, or
-``ffi.cast("double(*)(const double *, size_t, void *)", address)``.
+``ffi.cast("double(*)(const double *, size_t, void *)", address)``; or as a
+``numba.cfunc`` compiled with the signature :data:`NUMBA_CFUNC_SIGNATURE`
+(its address is cast to that pointer type, and the cfunc object is kept
+alive with it).
 
 :class:`CFunctionLoss` makes that pointer callable from Python with the
 usual conventions (the base point and the noise probe call ``f`` from
@@ -50,6 +53,8 @@ else:
 LOSS_CTYPE = "double(*)(double *, size_t, void *)"
 #: The ABI, as written in messages and docs.
 LOSS_ABI = "double loss(const double *theta, size_t n, void *ctx)"
+#: The ABI as a ``numba.cfunc`` signature (``uintp`` is Numba's ``size_t``).
+NUMBA_CFUNC_SIGNATURE = "float64(CPointer(float64), uintp, voidptr)"
 
 _FFI = _cffi.FFI() if _cffi is not None else None  # casts and buffers only
 
@@ -119,24 +124,71 @@ def _lib_function_pointer(f: Any) -> Any:
     return ffi.addressof(lib, f.__name__)
 
 
+def is_numba_cfunc(f: Any) -> bool:
+    """True when ``f`` is a ``numba.cfunc`` object (checked without importing Numba).
+
+    Examples
+    --------
+    >>> is_numba_cfunc(abs)
+    False
+    """
+    return type(f).__name__ == "CFunc" and type(f).__module__ == "numba.core.ccallback"
+
+
+def _cfunc_pointer(f: Any) -> Any:
+    """The address of a ``numba.cfunc`` as a cdata pointer of :data:`LOSS_CTYPE`.
+
+    The signature is read from the cfunc's public ctypes prototype
+    (``f.ctypes``): ``float64`` -> ``c_double``, ``CPointer(float64)`` ->
+    ``POINTER(c_double)``, ``uintp`` -> ``c_size_t``, ``voidptr`` ->
+    ``c_void_p``; anything else is a TypeError.
+    """
+    import ctypes
+
+    expected = (ctypes.c_double, (ctypes.POINTER(ctypes.c_double), ctypes.c_size_t,
+                                  ctypes.c_void_p))
+    sig = getattr(f, "_sig", None)  # Numba's own record, for the message only
+    try:
+        prototype = f.ctypes
+        got = (prototype.restype, tuple(prototype.argtypes))
+    except Exception as exc:  # a type ctypes cannot express (records, arrays, ...)
+        got, detail = None, f" ({exc})"
+    else:
+        detail = ""
+    if got != expected:
+        described = (f"{sig.return_type}({', '.join(str(a) for a in sig.args)})"
+                     if sig is not None else "an unreadable signature")
+        raise TypeError(f"a numba.cfunc C loss must be compiled with the signature "
+                        f"{NUMBA_CFUNC_SIGNATURE!r}, the ABI {LOSS_ABI}; "
+                        f"{getattr(f, '__name__', 'the cfunc')!r} has {described}{detail}")
+    if not f.address:
+        raise ValueError("the numba.cfunc C loss has no address (not compiled)")
+    return _FFI.cast(LOSS_CTYPE, f.address)
+
+
 def is_c_function(f: Any) -> bool:
-    """True when ``f`` is a cffi function pointer or a cffi ``lib`` function.
+    """True when ``f`` is a cffi function pointer or ``lib`` function, or a ``numba.cfunc``.
 
     Examples
     --------
     >>> is_c_function(abs)
     False
     """
-    return _is_cdata(f) or type(getattr(f, "__self__", None)).__module__ == "_cffi_backend"
+    return _is_cdata(f) or type(getattr(f, "__self__", None)).__module__ == "_cffi_backend" \
+        or is_numba_cfunc(f)
 
 
 def loss_pointer(f: Any) -> Any:
     """Validate a C loss and return it as a cdata function pointer.
 
+    ``f`` is a cffi function pointer, a cffi ``lib`` function or a
+    ``numba.cfunc`` of the signature :data:`NUMBA_CFUNC_SIGNATURE` (the
+    caller keeps the cfunc alive: the pointer does not).
+
     Raises
     ------
     TypeError
-        ``f`` is not a cffi function pointer, or not of the type ``LOSS_ABI``.
+        ``f`` is not a C function, or not of the type ``LOSS_ABI``.
     ValueError
         ``f`` is a NULL pointer.
 
@@ -150,6 +202,8 @@ def loss_pointer(f: Any) -> Any:
     """
     if _FFI is None:  # pragma: no cover
         raise TypeError(f"C losses need cffi: {_CFFI_ERROR}")
+    if is_numba_cfunc(f):
+        return _cfunc_pointer(f)
     pointer = _lib_function_pointer(f)
     if pointer is None:
         pointer = f
@@ -206,8 +260,9 @@ class CFunctionLoss:
 
     Parameters
     ----------
-    function : cffi function pointer or cffi ``lib`` function
-        Of the type :data:`LOSS_ABI`.
+    function : cffi function pointer, cffi ``lib`` function or ``numba.cfunc``
+        Of the type :data:`LOSS_ABI` (a cfunc: of the signature
+        :data:`NUMBA_CFUNC_SIGNATURE`; it is kept alive as ``self.function``).
 
     Raises
     ------
@@ -229,8 +284,10 @@ class CFunctionLoss:
 
     def __init__(self, function: Any):
         if isinstance(function, CFunctionLoss):
-            function = function.pointer
+            function = function.function
         self.pointer = loss_pointer(function)
+        #: What the pointer was made from: a cfunc's machine code lives as long as it does.
+        self.function = function
         self.__name__ = getattr(function, "__name__", "c_loss")
 
     def __repr__(self) -> str:
