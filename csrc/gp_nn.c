@@ -2,6 +2,7 @@
 #include "gp_nn.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "gp_parallel.h"
@@ -306,7 +307,7 @@ static int gp_nn_stages_valid(const gp_nn_stages *st, const gp_nn_loss *lt, size
         return 0;
     if (n_out > st->max_width)
         return 0;
-    size_t width = n_out;
+    size_t width = n_out, widest = n_out;
     for (size_t s = 0; s < st->count; ++s) {
         const int64_t w_in = st->widths_in[s], w_out = st->widths_out[s];
         const int64_t off = st->offs[s], wo = st->w_offs[s];
@@ -326,8 +327,13 @@ static int gp_nn_stages_valid(const gp_nn_stages *st, const gp_nn_loss *lt, size
             return 0;
         }
         width = (size_t)w_out;
+        if (width > widest)
+            widest = width;
     }
-    if (width != lt->width)
+    /* max_width sizes each thread's scratch (batch * max_width + 1 doubles): it must be
+     * the widest layer, no more, and that scratch size must not overflow size_t */
+    if (width != lt->width || st->max_width != widest ||
+        (batch > 0 && widest > (SIZE_MAX / sizeof(double) - 1) / batch))
         return 0;
     if (lt->code != GP_NN_LOSS_MSE && lt->code != GP_NN_LOSS_SOFTMAX_CE)
         return 0;

@@ -308,6 +308,10 @@ def stage_args(ck):
     ({"widths_out": "widen"}, ValueError, "do not chain"),
     ({"weights": np.ones(3)}, ValueError, "beyond the 3 weights"),
     ({"max_width": 2}, ValueError, "max_width"),
+    ({"max_width": 2 ** 61}, ValueError, "max_width=.* must be the widest layer's width"),
+    ({"max_width": "grow"}, ValueError, "max_width=.* must be the widest layer's width"),
+    ({"dl": "view of noise"}, ValueError, "dl shares memory with noise"),
+    ({"noise": "view of resid"}, ValueError, "noise shares memory with resid"),
     ({"resid": np.ones((7, 3))}, ValueError, "prob has shape|width"),
     ({"mass": np.ones(2)}, ValueError, "mass has shape"),
     ({"dl": np.empty((3, 3))}, ValueError, "dl has shape"),
@@ -324,6 +328,12 @@ def test_entry_kernel_rejects_inconsistent_tables(ck, change, error, match):
         elif isinstance(value, str) and value == "widen":
             value = args[key].copy()
             value[0] += 1
+        elif isinstance(value, str) and value == "grow":
+            value = args[key] + 1
+        elif isinstance(value, str) and value.startswith("view of "):
+            value = args[value.removeprefix("view of ")]
+            if value.shape != args[key].shape:  # the same memory, shaped as the output
+                value = value.reshape(-1)[:args[key].size].reshape(args[key].shape)
         args[key] = value
     with pytest.raises(error, match=match):
         ck.entry_differences(**args)
@@ -333,6 +343,37 @@ def test_kernel_set_threads_are_validated():
     with pytest.raises(ValueError, match="threads"):
         c_kernels.CKernels(threads=0)
     assert kernel_set("auto") is NUMBA and kernel_set("cffi", 3).threads == 3
+
+
+def test_more_threads_than_the_kernel_runs_are_clamped(ck):
+    many = c_kernels.CKernels(threads=2 ** 31)  # past a C int: clamped, not an OverflowError
+    assert many.threads == ck._lib.gp_max_threads()
+    A, B = np.arange(12.0).reshape(3, 4), np.ones((4, 2))
+    C = np.empty((3, 2))
+    many.matmul(A, B, C)
+    np.testing.assert_array_equal(C, A @ B)
+
+
+def test_unaligned_and_overlapping_arrays_are_rejected(ck):
+    raw = np.zeros(3 * 4 * 8 + 1, np.uint8)
+    unaligned = raw[1:].view(np.float64).reshape(3, 4)  # C-contiguous, writable, unaligned
+    assert unaligned.flags.c_contiguous and not unaligned.flags.aligned
+    B, C = np.ones((4, 5)), np.empty((3, 5))
+    with pytest.raises(ValueError, match="A must be aligned to its dtype"):
+        ck.matmul(unaligned, B, C)
+    with pytest.raises(TypeError, match="rows must be an aligned"):
+        ck.entry_differences(**{**stage_args(ck), "rows": raw[1:25].view(np.int64)})
+    square = np.ones((4, 4))
+    with pytest.raises(ValueError, match="C shares memory with A"):
+        ck.matmul(square, np.eye(4), square)
+    with pytest.raises(ValueError, match="out shares memory with A"):
+        ck.transpose(square, square)
+    with pytest.raises(ValueError, match="Z shares memory with X"):
+        ck.dense_forward(square, np.eye(4), np.zeros(4), square)
+    with pytest.raises(ValueError, match="out shares memory with R"):
+        L, R = np.ones((3, 2)), np.ones((3, 2))
+        ck.contract(L, R, R[:2])
+    np.testing.assert_array_equal(square, np.ones((4, 4)))  # nothing was written
 
 
 @needs_cc

@@ -223,6 +223,11 @@ static void test_entry_differences(int threads)
     EXPECT(gp_nn_entry_differences(x, BATCH, N_IN, WIDTH, rows, cols, steps, K, offsets, M,
                                    &bad, &lt, dl, noise, crossed, threads) == GP_NN_EINVAL,
            "short weights accepted");
+    bad = st;
+    bad.max_width = (size_t)1 << 61;  /* batch * max_width doubles would wrap size_t */
+    EXPECT(gp_nn_entry_differences(x, BATCH, N_IN, WIDTH, rows, cols, steps, K, offsets, M,
+                                   &bad, &lt, dl, noise, crossed, threads) == GP_NN_EINVAL,
+           "max_width beyond the widest layer accepted");
     gp_nn_loss bad_loss = lt;
     bad_loss.width = OUT + 1;
     EXPECT(gp_nn_entry_differences(x, BATCH, N_IN, WIDTH, rows, cols, steps, K, offsets, M,

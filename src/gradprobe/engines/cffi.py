@@ -371,7 +371,8 @@ class CffiEngine:
         if _KERNEL is None:
             raise ValueError("backend 'cffi' is not available: "
                              + KERNEL_STATUS.removeprefix("unavailable: "))
-        self.threads = workers or _default_threads()
+        # the kernel runs at most gp_max_threads() (its C int must not overflow)
+        self.threads = min(workers or _default_threads(), int(_KERNEL.lib.gp_max_threads()))
 
     def evaluate(self, problem: Any, param: int, entries: np.ndarray,
                  points: np.ndarray) -> np.ndarray:

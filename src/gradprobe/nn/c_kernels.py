@@ -53,6 +53,8 @@ def _real(name: str, a: Any, dtype: np.dtype | None = None, ndim: int | None = N
         raise ValueError(f"{name} must be {ndim}-d, got shape {a.shape}")
     if not a.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous")
+    if not a.flags.aligned:
+        raise ValueError(f"{name} must be aligned to its dtype ({a.dtype.alignment} bytes)")
     if writable and not a.flags.writeable:
         raise ValueError(f"{name} is an output and must be writable")
     return a
@@ -61,10 +63,21 @@ def _real(name: str, a: Any, dtype: np.dtype | None = None, ndim: int | None = N
 def _ints(name: str, a: Any, ndim: int = 1) -> np.ndarray:
     """``a`` checked as a C-contiguous int64 array."""
     if not isinstance(a, np.ndarray) or a.dtype != np.int64 or a.ndim != ndim or \
-            not a.flags.c_contiguous:
-        got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
-        raise TypeError(f"{name} must be a C-contiguous {ndim}-d int64 array, got {got}")
+            not a.flags.c_contiguous or not a.flags.aligned:
+        got = (f"{a.dtype} {a.shape}{'' if a.flags.aligned else ' unaligned'}"
+               if isinstance(a, np.ndarray) else type(a).__name__)
+        raise TypeError(f"{name} must be an aligned C-contiguous {ndim}-d int64 array, "
+                        f"got {got}")
     return a
+
+
+def _apart(output: tuple[str, np.ndarray], *inputs: tuple[str, np.ndarray]) -> None:
+    """An output must not share memory with an input the kernel reads while it writes."""
+    name, out = output
+    for other, a in inputs:
+        if np.may_share_memory(out, a):
+            raise ValueError(f"{name} shares memory with {other}: the kernel reads {other} "
+                             f"while it writes {name}; pass a separate output array")
 
 
 def _shape(name: str, a: np.ndarray, shape: tuple[int, ...]) -> None:
@@ -116,8 +129,10 @@ class CKernels:
                              + KERNEL_STATUS.removeprefix("unavailable: "))
         if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        self.threads = int(threads) if threads is not None else _default_threads()
         self._ffi, self._lib = _KERNEL.ffi, _KERNEL.lib
+        # at most what the kernel runs (gp_max_threads), so the C int cannot overflow
+        self.threads = min(int(threads) if threads is not None else _default_threads(),
+                           int(self._lib.gp_max_threads()))
 
     # -- plumbing ------------------------------------------------------------
     def _ptr(self, a: np.ndarray, writable: bool = False) -> Any:
@@ -144,6 +159,7 @@ class CKernels:
         (M, K), N = A.shape, B.shape[1]
         _shape("B", B, (K, N))
         _shape("C", C, (M, N))
+        _apart(("C", C), ("A", A), ("B", B))
         self._status(self._fn("gp_nn_matmul", A.dtype)(
             self._ptr(A), self._ptr(B), self._ptr(C, True), M, K, N, self.threads), "matmul")
 
@@ -158,6 +174,7 @@ class CKernels:
         _shape("W", W, (K, N))
         _shape("b", b, (N,))
         _shape("Z", Z, (M, N))
+        _apart(("Z", Z), ("X", X), ("W", W), ("b", b))
         self._status(self._fn("gp_nn_dense_forward", X.dtype)(
             self._ptr(X), self._ptr(W), self._ptr(b), self._ptr(Z, True), M, K, N,
             self.threads), "dense_forward")
@@ -167,6 +184,7 @@ class CKernels:
         A = _real("A", A, ndim=2)
         out = _real("out", out, A.dtype, ndim=2, writable=True)
         _shape("out", out, A.shape[::-1])
+        _apart(("out", out), ("A", A))
         self._fn("gp_nn_transpose", A.dtype)(self._ptr(A), self._ptr(out, True), *A.shape)
 
     def column_sums(self, A: np.ndarray, out: np.ndarray) -> None:
@@ -174,6 +192,7 @@ class CKernels:
         A = _real("A", A, ndim=2)
         out = _real("out", out, A.dtype, ndim=1, writable=True)
         _shape("out", out, (A.shape[1],))
+        _apart(("out", out), ("A", A))
         self._fn("gp_nn_column_sums", A.dtype)(self._ptr(A), self._ptr(out, True), *A.shape)
 
     def activation_forward(self, code: int, Z: np.ndarray, A: np.ndarray) -> None:
@@ -248,6 +267,7 @@ class CKernels:
             raise ValueError(f"L and R must have the same number of rows, got {L.shape} "
                              f"and {R.shape}")
         _shape("out", out, (L.shape[1], R.shape[1]))
+        _apart(("out", out), ("L", L), ("R", R))
         self._status(self._lib.gp_nn_contract(self._ptr(L), self._ptr(R), self._ptr(out, True),
                                               L.shape[0], L.shape[1], R.shape[1],
                                               self.threads), "contract")
@@ -301,6 +321,11 @@ class CKernels:
                 not crossed.flags.writeable:
             raise TypeError(f"crossed must be a writable C-contiguous uint8 array of shape "
                             f"({k},)")
+        read = [("xin", xin), ("steps", steps), ("offsets", offsets), ("weights", weights),
+                ("resid", resid), ("mass", mass), *tables.items(), *loss_tables.items()]
+        _apart(("dl", dl), ("noise", noise), ("crossed", crossed), *read)
+        _apart(("noise", noise), ("crossed", crossed), *read)
+        _apart(("crossed", crossed), *read)
         max_width = int(max_width)
         n_out = self._check_stages(ints, table_size, weights.size, batch, width, max_width)
         if k and (rows.min() < 0 or rows.max() > n_in or cols.min() < 0 or
@@ -368,4 +393,8 @@ class CKernels:
         if current != width:
             raise ValueError(f"the last stage's width {current} is not the loss tables' "
                              f"width {width}")
+        widest = max([n_out] + [int(w) for w in ints["widths_out"]])
+        if max_width != widest:  # it sizes each thread's scratch: batch x max_width
+            raise ValueError(f"max_width={max_width} must be the widest layer's width, "
+                             f"{widest}")
         return n_out
