@@ -244,6 +244,60 @@ def test_engine_losses_equal_the_python_engine(c, m, workers):
     assert all(a.tobytes() == b.tobytes() for a, b in zip(problem.working, before))
 
 
+class _CountingKernel:
+    """``_KERNEL`` with ``gp_evaluate`` counted, raising KeyboardInterrupt after call ``stop``."""
+
+    def __init__(self, kernel, stop=None):
+        self.ffi, self._lib, self.stop, self.calls = kernel.ffi, kernel.lib, stop, []
+        self.lib = self
+
+    def __getattr__(self, name):
+        return getattr(self._lib, name)
+
+    def gp_evaluate(self, *arguments):
+        self.calls.append(int(arguments[7]))  # k: the entries of this call
+        status = self._lib.gp_evaluate(*arguments)
+        if self.stop is not None and len(self.calls) == self.stop:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived during this call
+        return status
+
+
+@needs_kernel
+def test_calls_of_the_kernel_are_sized_by_the_losss_time(c, monkeypatch):
+    """A slow loss is handed to C in short calls (Ctrl-C is seen between them); the
+    losses are the same as in one call."""
+    ffi, lib = c
+    params, _, ctx, keep = dense_problem(ffi)
+    f = c_engine.as_loss(lib.dense_tanh, (ctx,))
+    problem = prepare(f, ParamSet.from_user(params, f), (ctx,), upcast=True,
+                      complex_step=False, seed=0)
+    entries = np.arange(problem.working[0].size, dtype=np.int64)
+    points = problem.working[0].reshape(-1)[entries][:, None] + np.array([1e-3, -1e-3])
+    whole = c_engine.CffiEngine(workers=2).evaluate(problem, 0, entries, points)
+    counting = _CountingKernel(c_engine._KERNEL)
+    monkeypatch.setattr(c_engine, "_KERNEL", counting)
+    # pretend each loss takes 50 ms: 0.5 s x 2 threads / (2 points x 50 ms) = 10 entries
+    monkeypatch.setattr(c_engine.config, "C_KERNEL_BATCH_SECONDS", 0.5)
+    monkeypatch.setattr(problem, "loss_seconds", 0.05)
+    got = c_engine.CffiEngine(workers=2).evaluate(problem, 0, entries, points)
+    assert counting.calls == [10] * (entries.size // 10) + [entries.size % 10]
+    assert got.tobytes() == whole.tobytes()
+
+
+@needs_kernel
+def test_ctrl_c_between_calls_of_the_kernel_leaves_the_arrays_as_they_were(c, monkeypatch):
+    ffi, lib = c
+    params, grads, ctx, keep = dense_problem(ffi)
+    before = snapshot(params)
+    counting = _CountingKernel(c_engine._KERNEL, stop=2)
+    monkeypatch.setattr(c_engine, "_KERNEL", counting)
+    monkeypatch.setattr(c_engine.config, "C_KERNEL_BATCH_ROWS", 4)
+    with pytest.raises(KeyboardInterrupt):
+        gp.check(lib.dense_tanh, params, grads, args=(ctx,), backend="cffi", workers=2)
+    assert counting.calls == [4, 4]  # stopped after the second call
+    assert_unchanged(params, before)
+
+
 @needs_kernel
 def test_verdicts_agree_and_name_the_wrong_entry(c):
     ffi, lib = c

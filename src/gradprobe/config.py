@@ -212,3 +212,7 @@ C_KERNEL_POINTS_PER_ENTRY = (1, 2, 4)
 #: The C engine hands the kernel at most this many entries per call, so a
 #: long check sees Ctrl-C between calls (a launch costs a few microseconds).
 C_KERNEL_BATCH_ROWS = 8192
+#: ... and no more than it predicts to take this long (from the loss's measured
+#: time), so that Ctrl-C is seen within about this many seconds (or one entry's
+#: evaluations per thread, for a loss slower than that).
+C_KERNEL_BATCH_SECONDS = 0.5
