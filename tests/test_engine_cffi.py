@@ -277,7 +277,7 @@ def test_calls_of_the_kernel_are_sized_by_the_losss_time(c, monkeypatch):
     counting = _CountingKernel(c_engine._KERNEL)
     monkeypatch.setattr(c_engine, "_KERNEL", counting)
     # pretend each loss takes 50 ms: 0.5 s x 2 threads / (2 points x 50 ms) = 10 entries
-    monkeypatch.setattr(c_engine.config, "C_KERNEL_BATCH_SECONDS", 0.5)
+    monkeypatch.setattr(c_engine.config, "ENGINE_CALL_SECONDS", 0.5)
     monkeypatch.setattr(problem, "loss_seconds", 0.05)
     got = c_engine.CffiEngine(workers=2).evaluate(problem, 0, entries, points)
     assert counting.calls == [10] * (entries.size // 10) + [entries.size % 10]

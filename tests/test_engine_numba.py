@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
+from gradprobe import config
 from gradprobe.engines import numba_kernel, select_engine
 from gradprobe.engines.numba import NumbaEngine
 from gradprobe.engines.python import PythonEngine
@@ -381,6 +382,67 @@ def test_exception_raised_by_f_in_the_kernel_propagates_unchanged(unchanged):
     with unchanged(x):
         with pytest.raises(ValueError, match="raises_above: x\\[0\\] is above the limit"):
             gp.check(raises_above, x, 2 * x, args=(LIMIT,), eps=0.01, backend="numba")
+
+
+def _counted_launches(engine, problem, stop=None):
+    """Count the engine's kernel launches (rows of each); KeyboardInterrupt after ``stop``."""
+    plan = engine._plan_for(problem)
+    kernel, rows = plan.kernel, []
+
+    def launch(f, slot, entries, *rest):
+        rows.append(entries.size)
+        kernel(f, slot, entries, *rest)
+        if stop is not None and len(rows) == stop:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived during this launch
+
+    plan.kernel = launch
+    return rows
+
+
+def test_launches_are_sized_by_the_loss_time_and_stay_bit_identical(monkeypatch):
+    x = np.linspace(0.1, 0.4, 23)
+    problem = prepared(raises_above, x, (np.array([10.0]),))
+    entries = np.arange(x.size, dtype=np.int64)
+    points = x[:, None] + np.array([1e-3, -1e-3])
+    expected = PythonEngine().evaluate(problem, 0, entries, points)
+    engine = NumbaEngine(workers=2)
+    rows = _counted_launches(engine, problem)
+    # 0.5 s x 2 threads / (2 points x 0.1 s): 5 entries a launch
+    monkeypatch.setattr(config, "ENGINE_CALL_SECONDS", 0.5)
+    monkeypatch.setattr(problem, "loss_seconds", 0.1)
+    got = engine.evaluate(problem, 0, entries, points)
+    assert rows == [5, 5, 5, 5, 3]
+    assert got.tobytes() == expected.tobytes()
+
+
+def test_f_raising_in_a_later_launch_is_reraised_at_its_entry(monkeypatch):
+    x = np.linspace(0.1, 0.4, 12)
+    problem = prepared(raises_above, x, (LIMIT,))
+    entries = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 10, 11], dtype=np.int64)
+    points = x[entries][:, None] + np.array([1e-3, -1e-3])
+    points[9, 1] = 0.6  # row 9 (third launch) moves x[0] above the limit
+    engine = NumbaEngine(workers=2)
+    rows = _counted_launches(engine, problem)
+    monkeypatch.setattr(config, "ENGINE_CALL_SECONDS", 0.5)
+    monkeypatch.setattr(problem, "loss_seconds", 0.125)  # 4 entries a launch
+    with pytest.raises(ValueError, match="raises_above: x\\[0\\] is above the limit"):
+        engine.evaluate(problem, 0, entries, points)
+    assert rows == [4, 4, 4]
+
+
+def test_ctrl_c_between_launches_leaves_the_working_copies_unchanged(monkeypatch):
+    x = np.linspace(0.1, 0.4, 12)
+    problem = prepared(raises_above, x, (np.array([10.0]),))
+    before = snapshot(problem.working)
+    engine = NumbaEngine(workers=2)
+    rows = _counted_launches(engine, problem, stop=2)
+    monkeypatch.setattr(config, "ENGINE_CALL_SECONDS", 0.5)
+    monkeypatch.setattr(problem, "loss_seconds", 0.125)
+    with pytest.raises(KeyboardInterrupt):
+        engine.evaluate(problem, 0, np.arange(12, dtype=np.int64),
+                        x[:, None] + np.array([1e-3, -1e-3]))
+    assert rows == [4, 4]
+    assert_unchanged(problem.working, before)
 
 
 def test_f_raising_leaves_working_copies_unchanged():

@@ -92,6 +92,11 @@ DIAGNOSIS_FIT = 1e-2
 #: chunk copies the parameters once; several chunks per thread let a thread
 #: that finishes early take more work (dynamic scheduling, chunk size 1).
 NUMBA_CHUNKS_PER_THREAD = 4
+#: The compiled engines (Numba, C) hand their kernel no more entries per call
+#: than its threads are predicted to finish in this many seconds (from the
+#: loss's measured time): Ctrl-C is seen between calls, so a check stops within
+#: about this long (or one entry's evaluations, for a loss slower than that).
+ENGINE_CALL_SECONDS = 0.5
 #: Compiler options of the Numba engine's kernels. ``fastmath`` stays off:
 #: the kernel only moves values, and must never license reordering of the
 #: arithmetic that reaches the losses. ``cache`` stores compiled kernels on
@@ -212,7 +217,4 @@ C_KERNEL_POINTS_PER_ENTRY = (1, 2, 4)
 #: The C engine hands the kernel at most this many entries per call, so a
 #: long check sees Ctrl-C between calls (a launch costs a few microseconds).
 C_KERNEL_BATCH_ROWS = 8192
-#: ... and no more than it predicts to take this long (from the loss's measured
-#: time), so that Ctrl-C is seen within about this many seconds (or one entry's
-#: evaluations per thread, for a loss slower than that).
-C_KERNEL_BATCH_SECONDS = 0.5
+

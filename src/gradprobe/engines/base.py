@@ -1,6 +1,7 @@
 """The engine contract and backend selection."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -52,6 +53,43 @@ class Engine(Protocol):
             finiteness: the caller names the first bad entry.
         """
         ...
+
+
+def batch_rows(points_per_entry: int, loss_seconds: float, threads: int,
+               most: int | None = None) -> int:
+    """Entries per call of a compiled kernel: Ctrl-C (and progress) are seen between calls.
+
+    As many as ``threads`` threads are predicted to finish in about
+    ``config.ENGINE_CALL_SECONDS`` from the measured time of one loss, at
+    least one per thread, and at most ``most`` (no limit when ``None``). An
+    unmeasured loss (NaN) gets ``most`` entries per call.
+
+    Examples
+    --------
+    A 1 ms loss, central differences, 2 threads: 500 entries a call
+    (1,000 evaluations, 0.5 s on each thread).
+
+    >>> batch_rows(2, 1e-3, 2)
+    500
+
+    A 1 us loss, or an unmeasured one, with at most 8,192 entries a call:
+
+    >>> batch_rows(2, 1e-6, 2, 8192), batch_rows(2, float("nan"), 2, 8192)
+    (8192, 8192)
+
+    A 1 s loss: one entry per thread.
+
+    >>> batch_rows(2, 1.0, 2)
+    2
+    """
+    from .. import config
+
+    threads = max(1, int(threads))
+    rows = float("inf") if most is None else max(1, int(most))
+    if math.isfinite(loss_seconds) and loss_seconds > 0:
+        rows = min(rows, config.ENGINE_CALL_SECONDS * threads
+                   / (max(1, points_per_entry) * loss_seconds))
+    return int(max(threads, rows)) if math.isfinite(rows) else np.iinfo(np.int64).max
 
 
 def select_engine(backend: str, f: object, workers: int | None, client: object = None) -> Engine:

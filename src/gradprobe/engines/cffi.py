@@ -33,7 +33,6 @@ on the Python engine).
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 from typing import Any
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .. import config
+from .base import batch_rows
 
 try:
     import cffi as _cffi
@@ -340,41 +340,6 @@ def as_loss(f: Any, args: tuple) -> Any:
 
 
 # -- the engine ----------------------------------------------------------------
-def batch_rows(points_per_entry: int, loss_seconds: float, threads: int) -> int:
-    """Entries per call of the kernel: Ctrl-C and progress are seen between calls.
-
-    At most ``config.C_KERNEL_BATCH_ROWS``, and no more than ``threads``
-    threads finish in about ``config.C_KERNEL_BATCH_SECONDS`` given the
-    measured time of one loss; at least one entry per thread.
-
-    Examples
-    --------
-    A 1 ms loss, central differences, 2 threads: 500 entries a call
-    (1,000 evaluations, 0.5 s on each thread).
-
-    >>> batch_rows(2, 1e-3, 2)
-    500
-
-    A 1 us loss: the row cap; an unmeasured loss (NaN): the row cap too.
-
-    >>> batch_rows(2, 1e-6, 2), batch_rows(2, float("nan"), 2)
-    (8192, 8192)
-
-    A 1 s loss: one entry per thread.
-
-    >>> batch_rows(2, 1.0, 2)
-    2
-    """
-    threads = max(1, int(threads))
-    rows = max(1, config.C_KERNEL_BATCH_ROWS)
-    if math.isfinite(loss_seconds) and loss_seconds > 0:
-        seconds = config.C_KERNEL_BATCH_SECONDS * threads / (max(1, points_per_entry)
-                                                             * loss_seconds)
-        rows = min(rows, int(seconds))
-    return max(threads, rows)
-
-
-
 class CffiEngine:
     """Evaluate perturbed losses of a C loss in the compiled kernel, in C threads.
 
@@ -451,7 +416,8 @@ class CffiEngine:
         function = ffi.cast("gp_loss_fn", f.pointer)
         void_ctx = ffi.cast("void *", ctx)
         theta_c = ffi.from_buffer("double[]", theta)
-        batch = batch_rows(m, problem.loss_seconds, self.threads)
+        batch = batch_rows(m, problem.loss_seconds, self.threads,
+                           config.C_KERNEL_BATCH_ROWS)
         for lo in range(0, k, batch):  # Ctrl-C is seen between batches
             hi = min(k, lo + batch)
             status = lib.gp_evaluate(

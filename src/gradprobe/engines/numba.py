@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from .. import config
+from .base import batch_rows
 
 if TYPE_CHECKING:
     from ..problem import Problem
@@ -104,15 +105,22 @@ class NumbaEngine:
         entries = np.ascontiguousarray(entries, dtype=np.int64)
         wide = np.ascontiguousarray(points, dtype=plan.point_dtype)  # exact widening
         with self._thread_count() as threads:
-            chunks = min(k, threads * config.NUMBA_CHUNKS_PER_THREAD) if plan.parallel else 1
-            bounds = (np.arange(chunks + 1, dtype=np.int64) * k) // chunks
-            failed = np.zeros(chunks, dtype=np.int64)
-            with _launch_guard():
-                plan.kernel(problem.f, plan.param_slot[param], entries, wide, out, failed,
-                            bounds, plan.slots, plan.roles)
-        problem.evaluations += points.size
-        if failed.any():
-            _reraise(problem, param, entries, points, int(failed[failed > 0].min()) - 1)
+            batch = batch_rows(m, problem.loss_seconds, threads if plan.parallel else 1)
+            for lo in range(0, k, batch):  # Ctrl-C is seen between launches
+                hi = min(k, lo + batch)
+                rows = hi - lo
+                chunks = min(rows, threads * config.NUMBA_CHUNKS_PER_THREAD) \
+                    if plan.parallel else 1
+                bounds = (np.arange(chunks + 1, dtype=np.int64) * rows) // chunks
+                failed = np.zeros(chunks, dtype=np.int64)
+                with _launch_guard():
+                    plan.kernel(problem.f, plan.param_slot[param], entries[lo:hi],
+                                wide[lo:hi], out[lo:hi], failed, bounds, plan.slots,
+                                plan.roles)
+                problem.evaluations += rows * m
+                if failed.any():
+                    _reraise(problem, param, entries, points,  # code: row * m + col
+                             lo * m + int(failed[failed > 0].min()) - 1)
         if out.dtype.kind == "c" and not problem.complex_step:
             out = _real_losses(problem, param, entries, points, out)
         return out
