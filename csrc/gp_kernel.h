@@ -25,8 +25,10 @@ typedef double (*gp_loss_fn)(const double *theta, size_t n, void *ctx);
  *
  * for i < k, j < m.  size is the number of entries of the perturbed
  * parameter (entries must be < size, offset + size <= n).  threads >= 1
- * threads run contiguous ranges of rows, each on its own copy of theta
- * (restored after every entry); threads == 1 runs in the calling thread.
+ * threads (at most k) each make one copy of theta and claim chunks of rows
+ * from a shared counter (restoring the copy after every entry); threads == 1
+ * runs in the calling thread.  Every out[i*m + j] is the same whatever the
+ * thread count: each is one call of loss on theta with one entry replaced.
  * Returns GP_OK, GP_EINVAL or GP_ENOMEM (out is then unspecified). */
 int gp_evaluate(gp_loss_fn loss, void *ctx, const double *theta, size_t n,
                 size_t offset, size_t size, const int64_t *entries, size_t k,

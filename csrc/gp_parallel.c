@@ -56,6 +56,24 @@ int gp_parallel_max_threads(void)
     return GP_HAVE_PTHREADS ? 1024 : 1;
 }
 
+#if GP_HAVE_PTHREADS && !defined(__GNUC__)
+static pthread_mutex_t gp_claim_lock = PTHREAD_MUTEX_INITIALIZER;
+#endif
+
+size_t gp_parallel_claim(size_t *next)
+{
+#if defined(__GNUC__)  /* gcc, clang */
+    return __atomic_fetch_add(next, (size_t)1, __ATOMIC_RELAXED);
+#elif GP_HAVE_PTHREADS
+    pthread_mutex_lock(&gp_claim_lock);
+    const size_t claimed = (*next)++;
+    pthread_mutex_unlock(&gp_claim_lock);
+    return claimed;
+#else
+    return (*next)++;  /* one thread */
+#endif
+}
+
 int gp_parallel_ranges(size_t tasks, int threads, gp_range_fn body, void *ctx)
 {
     if (tasks == 0)

@@ -14,6 +14,11 @@ int gp_parallel_ranges(size_t tasks, int threads, gp_range_fn body, void *ctx);
 /* Threads gp_parallel_ranges can actually run (1 when built without pthreads). */
 int gp_parallel_max_threads(void);
 
+/* Returns *next and increments it, atomically: the threads of one
+ * gp_parallel_ranges call claim chunks of work from a shared counter with it,
+ * so a thread that is slowed down (another process on its core) takes fewer. */
+size_t gp_parallel_claim(size_t *next);
+
 /* A private work buffer for one thread, aligned to a cache line (64 bytes), as
  * NumPy and Numba align theirs: a loss reading a 16-byte-aligned copy of theta
  * ran 8 % slower (W3).  NULL when out of memory; free with gp_aligned_free. */

@@ -30,7 +30,7 @@ from gradprobe.engines.python import PythonEngine
 from gradprobe.params import ParamSet
 from gradprobe.problem import prepare
 
-from c_harness import CC, HAVE_CC, ROOT, needs_cc, run_sanitized
+from c_harness import CC, HAVE_CC, ROOT, SANITIZE_THREADS, needs_cc, run_sanitized
 from conftest import assert_unchanged, snapshot
 
 cffi = pytest.importorskip("cffi")
@@ -650,6 +650,15 @@ def test_engine_validates_entries_and_points(c):
 def test_c_kernel_harness_under_sanitizers(tmp_path):
     """tests/c/test_kernel.c: the perturbation loop without Python, under ASan + UBSan."""
     out = run_sanitized(tmp_path, "test_kernel", ["gp_kernel.c", "gp_parallel.c"])
+    assert "gp_kernel" in out
+
+
+@needs_cc
+def test_c_kernel_harness_under_thread_sanitizer(tmp_path):
+    """The same harness under ThreadSanitizer: the threads claim chunks of rows from a
+    shared counter and write disjoint rows of out, with no data race."""
+    out = run_sanitized(tmp_path, "test_kernel", ["gp_kernel.c", "gp_parallel.c"],
+                        SANITIZE_THREADS)
     assert "gp_kernel" in out
 
 
