@@ -322,6 +322,28 @@ def test_the_only_worker_dying_loses_the_scattered_problem_which_is_sent_again(t
     assert_same_report(got, ref)
 
 
+def test_a_scatter_failing_while_the_cluster_restarts_is_tried_again(tmp_path, monkeypatch):
+    """After the only worker died, the first new scatter fails as it does while a
+    cluster restarts (its connection closes); the engine waits and scatters again."""
+    w = np.linspace(-2.0, 2.0, 40)
+    grad = np.sin(w) + w * np.cos(w)
+    args = (str(tmp_path / "killed"), os.getpid())
+    ref = gp.check(dies_once, w, grad, args=args, backend="python")
+    share, scatters = DaskEngine._share, []
+
+    def flaky_share(self, problem, client):
+        if self._shared is None:  # a scatter, not the copy already on the workers
+            scatters.append(problem)
+            if len(scatters) == 2:  # the first scatter after the worker died
+                raise OSError("Stream is closed")
+        return share(self, problem, client)
+
+    monkeypatch.setattr(DaskEngine, "_share", flaky_share)
+    got = gp.check(dies_once, w, grad, args=args, backend="dask", workers=1)
+    assert (tmp_path / "killed").exists() and len(scatters) == 3
+    assert_same_report(got, ref)
+
+
 def explodes(w, base, log):
     """Raises when entry 3 alone is perturbed (never at the base point or in the noise probe)."""
     others = np.delete(w, 3) == np.delete(base, 3)
@@ -389,6 +411,24 @@ def test_no_cluster_process_or_thread_left_behind(monkeypatch, unchanged):
         gp.numerical_gradient(cube, w, backend="dask", workers=1)
     assert _resources() == before
     assert distributed.client._get_global_client() is None
+
+
+def test_ctrl_c_while_the_cluster_starts_leaves_nothing_behind(monkeypatch, unchanged):
+    w = np.linspace(-1.0, 1.0, 8)
+    gp.check(cube, w, 3 * w ** 2, backend="dask", workers=1)  # warm-up: imports, spawner
+    before = _resources()
+
+    class InterruptedCluster(distributed.LocalCluster):
+        """Started, then Ctrl-C before LocalCluster returns it to gradprobe."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed, "LocalCluster", InterruptedCluster)
+    with unchanged(w), pytest.raises(KeyboardInterrupt):
+        gp.check(cube, w, 3 * w ** 2, backend="dask", workers=1)
+    assert _resources() == before
 
 
 def _our_keys(dask_scheduler):
@@ -469,8 +509,13 @@ def test_task_bounds(entries, threads, loss_seconds, monkeypatch):
     assert bounds[0] == 0 and bounds[-1] == entries and (sizes > 0).all()
     assert sizes.max() - sizes.min() <= 1  # balanced
     assert sizes.max() <= config.DASK_MAX_TASK_ENTRIES
+    seconds = entries * 2 * loss_seconds if np.isfinite(loss_seconds) else 0.0
     assert len(sizes) <= max(threads * config.DASK_TASKS_PER_THREAD,
-                             -(-entries // config.DASK_MAX_TASK_ENTRIES))
+                             -(-entries // config.DASK_MAX_TASK_ENTRIES),
+                             int(np.ceil(seconds / config.DASK_MAX_TASK_SECONDS)))
+    # no task predicted longer than DASK_MAX_TASK_SECONDS (one entry is the least a task has)
+    assert sizes.max() * 2 * (loss_seconds if np.isfinite(loss_seconds) else 0.0) <= \
+        max(config.DASK_MAX_TASK_SECONDS, 2 * loss_seconds if np.isfinite(loss_seconds) else 0)
     if loss_seconds == 1e-6 and entries <= 100:  # cheap: one task, overhead would dominate
         assert len(sizes) == 1
     if loss_seconds == 1e-2 and entries >= 100 * threads:  # long: every thread busy

@@ -190,6 +190,10 @@ DASK_TASKS_PER_THREAD = 4
 #: measured time of one loss). A task costs about 2-5 ms of scheduling and
 #: transfer on a LocalCluster (W6), so cheap checks run as a few long tasks.
 DASK_MIN_TASK_SECONDS = 0.1
+#: Dask engine: ... and none predicted longer than this. A task cannot be
+#: stopped once it runs (after an error or Ctrl-C it finishes on its worker),
+#: a lost worker loses its running task, and the progress bar moves per task.
+DASK_MAX_TASK_SECONDS = 5.0
 #: Dask engine: at most this many entries per task (bounds the size of one
 #: task's points and of the losses it sends back).
 DASK_MAX_TASK_ENTRIES = 65_536
@@ -198,6 +202,9 @@ DASK_MAX_TASK_ENTRIES = 65_536
 #: (every worker holding the scattered problem lost, ``client.restart()``) are
 #: submitted again, with the problem scattered anew, at most this many times.
 DASK_RESUBMISSIONS = 3
+#: Dask engine: before such a resubmission, wait at most this long for a
+#: worker to be back (a restarting cluster has none for a moment).
+DASK_WORKER_WAIT_SECONDS = 30.0
 #: Dask engine: the dashboard of a LocalCluster started by gradprobe listens on
 #: a free port of the loopback interface (two checks never clash on 8787).
 DASK_DASHBOARD_ADDRESS = "127.0.0.1:0"

@@ -79,8 +79,10 @@ def task_bounds(entries: int, evaluations_per_entry: int, loss_seconds: float,
 
     ``config.DASK_TASKS_PER_THREAD`` tasks per worker thread (load balance),
     but no task predicted shorter than ``config.DASK_MIN_TASK_SECONDS``
-    (each task costs a few milliseconds of scheduling and transfer) and none
-    larger than ``config.DASK_MAX_TASK_ENTRIES`` entries.
+    (each task costs a few milliseconds of scheduling and transfer), none
+    predicted longer than ``config.DASK_MAX_TASK_SECONDS`` (a running task
+    cannot be stopped) and none larger than ``config.DASK_MAX_TASK_ENTRIES``
+    entries.
 
     Parameters
     ----------
@@ -109,11 +111,19 @@ def task_bounds(entries: int, evaluations_per_entry: int, loss_seconds: float,
 
     >>> task_bounds(2000, 2, 1e-6, 2)
     array([   0, 2000])
+
+    200 s of work (a 50 ms loss) on 2 threads: 40 tasks of 5 s, not 8 of 25 s.
+
+    >>> len(task_bounds(2000, 2, 0.05, 2)) - 1
+    40
     """
     tasks = max(1, threads) * config.DASK_TASKS_PER_THREAD
-    if math.isfinite(loss_seconds) and loss_seconds >= 0 and config.DASK_MIN_TASK_SECONDS > 0:
+    if math.isfinite(loss_seconds) and loss_seconds >= 0:
         seconds = entries * evaluations_per_entry * loss_seconds
-        tasks = min(tasks, int(seconds / config.DASK_MIN_TASK_SECONDS))
+        if config.DASK_MIN_TASK_SECONDS > 0:
+            tasks = min(tasks, int(seconds / config.DASK_MIN_TASK_SECONDS))
+        if config.DASK_MAX_TASK_SECONDS > 0:
+            tasks = max(tasks, math.ceil(seconds / config.DASK_MAX_TASK_SECONDS))
     tasks = max(tasks, -(-entries // config.DASK_MAX_TASK_ENTRIES), 1)
     tasks = min(tasks, max(entries, 1))
     return (np.arange(tasks + 1, dtype=np.int64) * entries) // tasks
@@ -130,12 +140,23 @@ def start_local_cluster(workers: int | None) -> tuple[Any, Any]:
     from dask.system import CPU_COUNT
 
     count = workers or CPU_COUNT
+    before = set(map(id, _open_clusters(distributed)))
     try:
         cluster = distributed.LocalCluster(
             n_workers=count, threads_per_worker=1, processes=True,
             dashboard_address=config.DASK_DASHBOARD_ADDRESS,
             silence_logs=config.DASK_LOG_LEVEL)
-    except Exception as exc:
+    except BaseException as exc:
+        # LocalCluster cleans up after an Exception only: close what a Ctrl-C (or
+        # anything else) left half-started, then say what happened
+        for started in _open_clusters(distributed):
+            if id(started) not in before:
+                try:
+                    started.close()
+                except Exception:  # half-started: close what can be closed
+                    pass
+        if not isinstance(exc, Exception):
+            raise
         raise RuntimeError(
             f"backend='dask' could not start a LocalCluster of {count} worker process(es) "
             f"({type(exc).__name__}: {exc}). Worker processes are spawned and import the "
@@ -147,6 +168,13 @@ def start_local_cluster(workers: int | None) -> tuple[Any, Any]:
         cluster.close()
         raise
     return cluster, client
+
+
+def _open_clusters(distributed: Any) -> list:
+    """The clusters of this process that are not closed (Dask keeps a weak set)."""
+    instances = getattr(distributed.deploy.spec.SpecCluster, "_instances", ())
+    return [c for c in list(instances)
+            if getattr(getattr(c, "status", None), "name", "") != "closed"]
 
 
 # -- the worker side ------------------------------------------------------------------
@@ -377,13 +405,24 @@ class DaskEngine:
         distributed = import_distributed()
         remaining = dict(enumerate(tasks))
         key = f"{name}-{uuid.uuid4().hex}"
-        submissions = 0
+        submissions, setback = 0, None
         while remaining and submissions <= config.DASK_RESUBMISSIONS:
             if submissions:  # scatter again: the copies on the workers are gone
                 self._forget()
+                _wait_for_a_worker(client)
             if client.status != "running":
                 break
-            shared = self._share(problem, client)
+            try:
+                shared = self._share(problem, client)
+            except TypeError:  # f or args cannot be pickled: said by _share
+                raise
+            except Exception as exc:
+                if not submissions:
+                    raise
+                # workers still restarting (client.restart()): the scatter itself can
+                # fail ("Stream is closed", a replicate to workers that left); try again
+                submissions, setback = submissions + 1, exc
+                continue
             submissions += 1
             futures = {}
             try:
@@ -409,11 +448,13 @@ class DaskEngine:
                     for submitted in futures:
                         submitted.release()
         if remaining:
+            last = f"; the last scatter failed: {type(setback).__name__}: {setback}" \
+                if setback is not None else ""
             raise RuntimeError(
                 f"backend='dask': {len(remaining)} task(s) were cancelled by the cluster, "
                 f"{submissions} time(s) (workers lost with the scattered problem, or the "
-                f"client restarted or closed: its status is {client.status!r}); the check "
-                "could not finish")
+                f"client restarted or closed: its status is {client.status!r}){last}; the "
+                "check could not finish")
 
     def _forget(self) -> None:
         """Drop the scattered copy of ``problem`` (the next call scatters it again)."""
@@ -433,6 +474,14 @@ class DaskEngine:
         for note in notes:
             if note not in problem.notes:
                 problem.notes.append(note)
+
+
+def _wait_for_a_worker(client: Any) -> None:
+    """Wait (``config.DASK_WORKER_WAIT_SECONDS`` at most) until a worker is back."""
+    try:
+        client.wait_for_workers(1, timeout=config.DASK_WORKER_WAIT_SECONDS)
+    except Exception:  # timed out, or the client closed: the caller sees its status
+        pass
 
 
 def _result_dtype(problem: "Problem") -> np.dtype:
