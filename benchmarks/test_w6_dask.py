@@ -14,7 +14,9 @@ side in one run:
   gradprobe on the workers, are timed apart);
 * the cost of one task: ``evaluate`` calls on a loss of ~1 us split into
   many tasks, so that what is measured is scheduling, transfer and the
-  worker-side call, not the loss.
+  worker-side call, not the loss;
+* the two engines alternately on a sample of 400 entries, 3 rounds (the
+  speed-up under the same conditions, on a host whose speed drifts).
 """
 from __future__ import annotations
 
@@ -37,6 +39,9 @@ COLUMNS = ("run", "time (s)", "speed-up vs Python engine", "evaluations", "tasks
 ENTRIES = 2000
 TARGET_SECONDS = 5e-3
 WORKERS = 2
+#: Entries and rounds of the interleaved comparison.
+INTERLEAVED_SAMPLES = 400
+INTERLEAVED_ROUNDS = 3
 
 
 def simulator_loss(w, x0, decay, steps):
@@ -142,6 +147,31 @@ def test_w6_dask_two_worker_processes_full(run_once, simulator, client, task_cou
     simulator.timings["dask"] = (elapsed, report.evaluations, task_counter["tasks"])
 
 
+def test_w6_interleaved(benchmark, simulator, client):
+    """The Python engine and the Dask engine alternately on the same sample of entries.
+
+    The two full checks above run a minute apart, and a shared host's speed can
+    change in between; alternating shorter checks compares the engines under the
+    same conditions (the median of the rounds' speed-ups).
+    """
+    ratios = []
+
+    def check(**options):
+        start = time.perf_counter()
+        report = gp.check(simulator_loss, simulator.w, simulator.grad, args=simulator.args,
+                          mode="sample", samples=INTERLEAVED_SAMPLES, progress=False,
+                          **options)
+        assert report.passed, str(report)
+        return time.perf_counter() - start
+
+    def one_round():
+        python = check(backend="python")
+        ratios.append(python / check(backend="dask", client=client))
+
+    benchmark.pedantic(one_round, rounds=INTERLEAVED_ROUNDS, iterations=1, warmup_rounds=0)
+    simulator.timings["interleaved"] = ratios
+
+
 def _repeat_loss(args):
     """``n`` evaluations of the loss in a plain process: seconds per evaluation."""
     n, w, x0, decay, steps = args
@@ -237,6 +267,13 @@ def _summarise(problem, tab):
         tab.note(f"overhead per task: {times['per_task'] * 1e3:.2f} ms (best of 5 calls of "
                  f"{times['tasks_per_call']} tasks of a ~1 us loss: scheduling, transfer of "
                  "points and losses, the worker-side call)")
+    if "interleaved" in times:
+        ratios = times["interleaved"]
+        tab.note(f"interleaved: {INTERLEAVED_SAMPLES} sampled entries, the Python engine then "
+                 f"the Dask engine, {len(ratios)} rounds: speed-ups "
+                 + ", ".join(f"{r:.2f}x" for r in ratios)
+                 + f" (median {float(np.median(ratios)):.2f}x; the noise probe, about 0.1 s, "
+                 "runs on the caller in both)")
     if python and dask:
         floor = python[0] / WORKERS
         tab.note(f"speed-up {python[0] / dask[0]:.2f}x with {WORKERS} worker processes "
