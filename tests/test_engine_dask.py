@@ -376,6 +376,31 @@ def test_an_exception_in_the_loss_surfaces_with_the_workers_traceback(client, tm
     assert client.status == "running"
 
 
+def array_along_direction_three(w, base):
+    """A scalar loss, except where w[0] moved by 3 (direction 3 of the test, alone)."""
+    if 2.5 < abs(w[0] - base[0]) < 3.5:
+        return np.array([1.0, 2.0])
+    return np.sum(w ** 2)
+
+
+def test_a_bad_loss_along_a_direction_is_named_by_its_index_in_the_call(thread_client):
+    """Tasks get slices of the directions; messages count from the call's first."""
+    w = np.zeros(3)
+    problem = prepare(array_along_direction_three, ParamSet.from_user(w, array_along_direction_three),
+                      (w.copy(),), upcast=True, complex_step=False, seed=0)
+    directions = [[np.array([float(i), 0.0, 0.0])] for i in range(6)]
+    steps = np.array([1.0])
+    messages = []
+    for engine in (select_engine("python", array_along_direction_three, 1),
+                   DaskEngine(client=thread_client)):
+        with pytest.raises(ValueError) as info:
+            engine.evaluate_directions(problem, directions, steps)
+        messages.append(str(info.value))
+        getattr(engine, "close", lambda: None)()
+    assert "random direction 3 " in messages[0]
+    assert messages[1] == messages[0]
+
+
 def test_unpicklable_loss_is_a_clear_error(process_client):
     lock = threading.Lock()
 

@@ -229,14 +229,14 @@ def evaluate_task(shared: SharedProblem, param: int, entries: np.ndarray,
     return out, engine.name, problem.notes[seen:]
 
 
-def directions_task(shared: SharedProblem, directions: list,
-                    steps: np.ndarray) -> tuple[np.ndarray, str, list[str]]:
+def directions_task(shared: SharedProblem, directions: list, steps: np.ndarray,
+                    first: int = 0) -> tuple[np.ndarray, str, list[str]]:
     """One task of ``evaluate_directions``: losses along some of the directions."""
     from ..directional import evaluate_along
 
     problem, engine = shared.local()
     seen = len(problem.notes)
-    out = evaluate_along(engine, problem, directions, steps)
+    out = evaluate_along(engine, problem, directions, steps, first)
     return out, engine.name, problem.notes[seen:]
 
 
@@ -336,7 +336,7 @@ class DaskEngine:
             client = self._connect()
             bounds = task_bounds(len(directions), len(steps), problem.loss_seconds,
                                  _threads(client))
-            tasks = [(directions_task, (list(directions[lo:hi]), steps), lo, hi)
+            tasks = [(directions_task, (list(directions[lo:hi]), steps, int(lo)), lo, hi)
                      for lo, hi in zip(bounds[:-1], bounds[1:])]
             self._run(client, problem, tasks, out, None, "gradprobe-directions")
         problem.evaluations += out.size

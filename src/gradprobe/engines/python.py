@@ -55,9 +55,9 @@ class PythonEngine:
         return out
 
     def evaluate_directions(self, problem: "Problem", directions: list,
-                            steps: np.ndarray) -> np.ndarray:
+                            steps: np.ndarray, first: int = 0) -> np.ndarray:
         """Losses with every parameter displaced at once (see :func:`evaluate_directions`)."""
-        return evaluate_directions(problem, directions, steps)
+        return evaluate_directions(problem, directions, steps, first)
 
 
 def _evaluate_chunk(problem: "Problem", param: int, entries: np.ndarray,
@@ -80,13 +80,15 @@ def _evaluate_chunk(problem: "Problem", param: int, entries: np.ndarray,
             flat[index] = original
 
 
-def evaluate_directions(problem: "Problem", directions: list, steps: np.ndarray) -> np.ndarray:
+def evaluate_directions(problem: "Problem", directions: list, steps: np.ndarray,
+                        first: int = 0) -> np.ndarray:
     """Losses with every parameter displaced along each direction, in a Python loop.
 
     The reference implementation of the optional engine method
     ``evaluate_directions`` (see :class:`~gradprobe.engines.base.Engine`), and
     the fallback for engines without one. Every point is a fresh array, so the
-    working copies are never written.
+    working copies are never written. ``first`` is the check's index of
+    ``directions[0]`` (for messages: a Dask task gets a slice of them).
 
     Examples
     --------
@@ -110,7 +112,7 @@ def evaluate_directions(problem: "Problem", directions: list, steps: np.ndarray)
             value = call(f, arrays, args)
             if type(value) is not float:
                 value = loss_value(value, context=(
-                    f"with every parameter displaced along random direction {i} "
+                    f"with every parameter displaced along random direction {first + i} "
                     f"(step {abs(step):.3g})"), allow_complex=problem.complex_step)
             out[i, j] = value
             problem.evaluations += 1
