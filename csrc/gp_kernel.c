@@ -75,9 +75,9 @@ int gp_evaluate(gp_loss_fn loss, void *ctx, const double *theta, size_t n,
         threads = 1;
     if ((size_t)threads > k)
         threads = (int)k;
-    size_t chunks = (size_t)threads * GP_CHUNKS_PER_THREAD;
-    if (threads == 1 || chunks > k)
-        chunks = threads == 1 ? 1 : k;
+    size_t chunks = threads == 1 ? 1 : (size_t)threads * GP_CHUNKS_PER_THREAD;
+    if (chunks > k)
+        chunks = k;
     gp_loop loop = {loss, ctx, theta, n, offset, entries, points, m, out, k, chunks, 0};
     /* one task per thread; each claims chunks of rows on its own copy of theta */
     return gp_parallel_ranges((size_t)threads, threads, gp_run_chunks, &loop);

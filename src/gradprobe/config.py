@@ -224,4 +224,3 @@ C_KERNEL_POINTS_PER_ENTRY = (1, 2, 4)
 #: The C engine hands the kernel at most this many entries per call, so a
 #: long check sees Ctrl-C between calls (a launch costs a few microseconds).
 C_KERNEL_BATCH_ROWS = 8192
-

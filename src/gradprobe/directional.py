@@ -78,19 +78,13 @@ def displace(working: np.ndarray, direction: np.ndarray | None,
 
 
 def evaluate_along(engine: "Engine", problem: "Problem", directions: Sequence[Direction],
-                   steps: np.ndarray, first: int = 0) -> np.ndarray:
-    """Losses along ``directions`` at ``steps``: the engine's own method, or the Python loop.
-
-    ``first`` (the check's index of ``directions[0]``, for messages) is passed to
-    the Python loop, and to an engine's method only when it is not 0.
-    """
+                   steps: np.ndarray) -> np.ndarray:
+    """Losses along ``directions`` at ``steps``: the engine's own method, or the Python loop."""
     method = getattr(engine, "evaluate_directions", None)
     if method is None:
         from .engines.python import evaluate_directions
 
-        return evaluate_directions(problem, list(directions), steps, first)
-    if first:
-        return method(problem, list(directions), steps, first=first)
+        return evaluate_directions(problem, list(directions), steps)
     return method(problem, list(directions), steps)
 
 

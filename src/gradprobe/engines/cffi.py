@@ -95,6 +95,13 @@ def _default_threads() -> int:
 _KERNEL, KERNEL_STATUS = _load_kernel()
 
 
+def kernel_threads(requested: int | None) -> int:
+    """Threads for a C kernel call: ``requested`` (default every core), at most
+    ``gp_max_threads()`` so that the C ``int`` cannot overflow (the kernel is loaded)."""
+    return min(int(requested) if requested else _default_threads(),
+               int(_KERNEL.lib.gp_max_threads()))
+
+
 def kernel_available() -> bool:
     """True when the compiled C kernel is loaded.
 
@@ -372,8 +379,7 @@ class CffiEngine:
         if _KERNEL is None:
             raise ValueError("backend 'cffi' is not available: "
                              + KERNEL_STATUS.removeprefix("unavailable: "))
-        # the kernel runs at most gp_max_threads() (its C int must not overflow)
-        self.threads = min(workers or _default_threads(), int(_KERNEL.lib.gp_max_threads()))
+        self.threads = kernel_threads(workers)
 
     def evaluate(self, problem: Any, param: int, entries: np.ndarray,
                  points: np.ndarray) -> np.ndarray:

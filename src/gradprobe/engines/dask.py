@@ -231,12 +231,16 @@ def evaluate_task(shared: SharedProblem, param: int, entries: np.ndarray,
 
 def directions_task(shared: SharedProblem, directions: list, steps: np.ndarray,
                     first: int = 0) -> tuple[np.ndarray, str, list[str]]:
-    """One task of ``evaluate_directions``: losses along some of the directions."""
-    from ..directional import evaluate_along
+    """One task of ``evaluate_directions``: losses along some of the directions.
+
+    Both local engines (Python, Numba) evaluate directions in the Python loop, which
+    is called here with ``first``, the call's index of ``directions[0]``, for messages.
+    """
+    from .python import evaluate_directions
 
     problem, engine = shared.local()
     seen = len(problem.notes)
-    out = evaluate_along(engine, problem, directions, steps, first)
+    out = evaluate_directions(problem, directions, steps, first)
     return out, engine.name, problem.notes[seen:]
 
 

@@ -55,9 +55,9 @@ class PythonEngine:
         return out
 
     def evaluate_directions(self, problem: "Problem", directions: list,
-                            steps: np.ndarray, first: int = 0) -> np.ndarray:
+                            steps: np.ndarray) -> np.ndarray:
         """Losses with every parameter displaced at once (see :func:`evaluate_directions`)."""
-        return evaluate_directions(problem, directions, steps, first)
+        return evaluate_directions(problem, directions, steps)
 
 
 def _evaluate_chunk(problem: "Problem", param: int, entries: np.ndarray,

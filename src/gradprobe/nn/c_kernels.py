@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engines.cffi import KERNEL_STATUS, _KERNEL, _default_threads
+from ..engines.cffi import KERNEL_STATUS, _KERNEL, kernel_threads
 from . import constants
 
 #: The C type name and function suffix of each supported dtype.
@@ -130,9 +130,7 @@ class CKernels:
         if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self._ffi, self._lib = _KERNEL.ffi, _KERNEL.lib
-        # at most what the kernel runs (gp_max_threads), so the C int cannot overflow
-        self.threads = min(int(threads) if threads is not None else _default_threads(),
-                           int(self._lib.gp_max_threads()))
+        self.threads = kernel_threads(threads)
 
     # -- plumbing ------------------------------------------------------------
     def _ptr(self, a: np.ndarray, writable: bool = False) -> Any:
@@ -323,9 +321,9 @@ class CKernels:
                             f"({k},)")
         read = [("xin", xin), ("steps", steps), ("offsets", offsets), ("weights", weights),
                 ("resid", resid), ("mass", mass), *tables.items(), *loss_tables.items()]
-        _apart(("dl", dl), ("noise", noise), ("crossed", crossed), *read)
-        _apart(("noise", noise), ("crossed", crossed), *read)
-        _apart(("crossed", crossed), *read)
+        outputs = [("dl", dl), ("noise", noise), ("crossed", crossed)]
+        for i, output in enumerate(outputs):
+            _apart(output, *outputs[i + 1:], *read)
         max_width = int(max_width)
         n_out = self._check_stages(ints, table_size, weights.size, batch, width, max_width)
         if k and (rows.min() < 0 or rows.max() > n_in or cols.min() < 0 or
