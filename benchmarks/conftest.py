@@ -33,6 +33,11 @@ class Table:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
+    def as_dict(self) -> dict[str, object]:
+        """The table as plain data, for the saved JSON of a run."""
+        return {"title": self.title, "columns": list(self.columns),
+                "rows": [list(r) for r in self.rows], "notes": list(self.notes)}
+
     def render(self) -> list[str]:
         widths = [max(len(str(x)) for x in col) for col in zip(self.columns, *self.rows)]
         line = "| " + " | ".join(f"{{:{w}s}}" for w in widths) + " |"
@@ -77,6 +82,28 @@ def machine() -> str:
 def bench_table():
     """The :func:`table` factory, as a fixture."""
     return table
+
+
+_LOAD_AT_START: list[float] = []
+
+
+def pytest_sessionstart(session):
+    _LOAD_AT_START[:] = list(os.getloadavg())
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """Keep the results tables, the machine, its load and the command in the saved JSON.
+
+    ``--benchmark-json=FILE`` (or ``--benchmark-save``) then holds everything the docs'
+    benchmark page shows (``benchmarks/report_table.py`` renders it).
+    """
+    output_json["gradprobe"] = {
+        "machine": machine(),
+        "command": " ".join(["python -m pytest", *config.invocation_params.args]),
+        "load_average_start": _LOAD_AT_START,
+        "load_average_end": list(os.getloadavg()),
+        "tables": [t.as_dict() for t in _TABLES.values()],
+    }
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -45,3 +45,30 @@ def test_groups_and_comparison(tmp_path):
     assert any(line.startswith("| test_b | 1.35 | 1.5 | ") and line.endswith("| 7 | 1.50x |")
                for line in lines)
     assert lines.index("### W4") > lines.index(w1_rows[1])  # grouped, in first-seen order
+
+
+def test_a_saved_run_keeps_its_tables_machine_load_and_command(tmp_path):
+    """A --benchmark-json run of a workload holds what the docs' benchmark page renders."""
+    (tmp_path / "conftest.py").write_text(
+        (SCRIPT.parent / "conftest.py").read_text())
+    (tmp_path / "test_tiny.py").write_text(
+        "def test_tiny(benchmark, bench_table):\n"
+        "    benchmark(sum, [1, 2, 3])\n"
+        "    t = bench_table('W0 tiny', ('case', 'ratio'))\n"
+        "    t.add('sum of three', 2.5)\n"
+        "    t.note('measured in the same run')\n")
+    out = tmp_path / "run.json"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                    "-p", "no:gradprobe", "--benchmark-only", f"--benchmark-json={out}",
+                    str(tmp_path / "test_tiny.py")], cwd=tmp_path, check=True,
+                   capture_output=True, text=True)
+    saved = json.loads(out.read_text())["gradprobe"]
+    assert saved["tables"] == [{"title": "W0 tiny", "columns": ["case", "ratio"],
+                                "rows": [["sum of three", "2.5"]],
+                                "notes": ["measured in the same run"]}]
+    assert "--benchmark-json" in saved["command"] and saved["command"].startswith("python -m pytest")
+    assert len(saved["load_average_start"]) == 3 and len(saved["load_average_end"]) == 3
+    assert "cores" in saved["machine"]
+    page = "\n".join(load().results_markdown(json.loads(out.read_text()), "run.json"))
+    assert "#### W0 tiny" in page and "| sum of three | 2.5 |" in page
+    assert "* command: `python -m pytest" in page
