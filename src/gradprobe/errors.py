@@ -8,7 +8,7 @@ if TYPE_CHECKING:
 
 
 class GradientCheckError(AssertionError):
-    """A gradient check failed; :attr:`report` holds the details.
+    """A gradient check failed; its ``report`` attribute holds the details.
 
     The message is the report's text, so test runners show the table of
     failures and the diagnosis rather than a matrix dump.

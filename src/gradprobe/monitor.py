@@ -241,7 +241,7 @@ class GradientMonitor:
 
     @property
     def first_failure(self) -> MonitorRecord | None:
-        """The first failing check in :attr:`history`, or None.
+        """The first failing check in ``history``, or None.
 
         Examples
         --------

@@ -244,7 +244,7 @@ class CheckReport:
     resolution : float or None
         Directional checks only: the smallest error in any one entry that was
         sure to fail a direction (the largest of the parameters'
-        :attr:`ParamReport.resolution`).
+        ``ParamReport.resolution``).
     directional : dict or None
         Directional checks only: directions drawn and failed, group tests and
         evaluations spent on detection, localization and entries, parameters

@@ -131,7 +131,7 @@ class Sequential:
             are cast to it (copies; the user's arrays are never written).
         kernels : kernel set, optional
             The Numba kernels (default) or their C twin
-            (:func:`gradprobe.nn.backends.kernel_set`).
+            (``gradprobe.nn.backends.kernel_set``).
         """
         dtype = np.dtype(dtype) if dtype is not None else self.dtype
         X = validate_inputs(X, self.n_in)
