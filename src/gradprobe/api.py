@@ -95,8 +95,12 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
     Parameters
     ----------
     f : callable
-        Returns a scalar loss. Called as ``f(params, *args)`` for one array,
-        ``f(*params, *args)`` for a tuple/list, ``f(*args, **params)`` for a dict.
+        Returns a scalar loss (a number, or an array of size 1). Called as
+        ``f(params, *args)`` for one array, ``f(*params, *args)`` for a
+        tuple/list; dict parameters bind by ``f``'s signature: each key to the
+        argument of that name, ``args`` to the remaining positional arguments
+        in order (``def loss(W, b, X, y)`` with ``{"W": W, "b": b}`` and
+        ``args=(X, y)``; ``f(*args, **params)`` still works), on every engine.
         Or a C loss ``double loss(const double *theta, size_t n, void *ctx)``
         given as a cffi function pointer or a ``numba.cfunc`` compiled with
         ``"float64(CPointer(float64), uintp, voidptr)"``: ``theta`` is the float64
@@ -422,9 +426,11 @@ def _analytic_gradient(paramset: ParamSet, grads: Structure | Callable[..., Any]
     """
     if not callable(grads) or isinstance(grads, np.ndarray):
         return paramset.match(grads), {}
-    first = paramset.match(paramset.call(grads, [a.copy() for a in paramset.arrays], args))
+    first = paramset.match(paramset.call(grads, [a.copy() for a in paramset.arrays], args,
+                                         what="grads"))
     first = [np.array(g, copy=True) for g in first]  # grads may reuse its output buffers
-    second = paramset.match(paramset.call(grads, [a.copy() for a in paramset.arrays], args))
+    second = paramset.match(paramset.call(grads, [a.copy() for a in paramset.arrays], args,
+                                          what="grads"))
     differing: dict[str, tuple] = {}
     for name, a, b in zip(paramset.names, first, second):
         b = np.asarray(b)

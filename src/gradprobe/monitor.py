@@ -88,8 +88,8 @@ class GradientMonitor:
     Parameters
     ----------
     f : callable
-        The loss, called as in :func:`gradprobe.check` (``f(*params, *args)``,
-        ``f(*args, **params)`` for a dict).
+        The loss, called as in :func:`gradprobe.check` (``f(*params, *args)``;
+        dict parameters bind to ``f``'s arguments by name).
     every : int
         Check on steps ``0, every, 2 * every, ...`` (default 100).
     mode : {"auto", "full", "sample", "directional"}

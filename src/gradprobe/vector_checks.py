@@ -274,13 +274,12 @@ def _directions(value: Any, kind: str, names: Sequence[str],
     return out
 
 
-def _call_with(fn: Callable[..., Any], leading: Any, paramset: ParamSet, args: tuple) -> Any:
-    """``fn(leading, *inputs, *args)`` (``fn(leading, *args, **inputs)`` for a dict),
-    on copies of the inputs."""
+def _call_with(fn: Callable[..., Any], leading: Any, paramset: ParamSet, args: tuple,
+               what: str) -> Any:
+    """``fn(leading, *inputs, *args)`` on copies of the inputs (dict inputs bind by
+    name, :func:`gradprobe.params.bind_call`)."""
     copies = [a.copy() for a in paramset.arrays]
-    if paramset.kind == "dict":
-        return fn(leading, *args, **dict(zip(paramset.names, copies)))
-    return fn(leading, *copies, *args)
+    return paramset.call(fn, copies, args, leading=(leading,), what=what)
 
 
 # -- merging per-direction reports --------------------------------------------------
@@ -386,12 +385,12 @@ def check_vjp(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], *,
     Parameters
     ----------
     f : callable
-        ``f(*inputs, *args) -> array`` (``f(*args, **inputs)`` for a dict;
-        ``f(x, *args)`` for one array).
+        ``f(*inputs, *args) -> array`` (``f(x, *args)`` for one array; dict
+        inputs bind to ``f``'s arguments by name, ``args`` to the others).
     inputs : ndarray, tuple/list of ndarray, or dict of str to ndarray
         The point. Never modified.
     vjp : callable
-        ``vjp(u, *inputs, *args)`` (``vjp(u, *args, **inputs)`` for a dict)
+        ``vjp(u, *inputs, *args)`` (dict inputs by name, as for ``f``)
         returns the gradients for every input, in the structure of ``inputs``.
     cotangents : ndarray, list of ndarray, or int, optional
         The cotangents ``u``: one array of ``f``'s output shape, a list of
@@ -461,8 +460,8 @@ def check_vjp(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], *,
     runs: list[CheckReport] = []
     for k, (u,) in enumerate(us):
         label = f"cotangents[{k}]"
-        grads = _match(_call_with(vjp, u.copy(), paramset, args), paramset.kind, names,
-                       shapes, what=f"vjp({label}, ...)", noun="input")
+        grads = _match(_call_with(vjp, u.copy(), paramset, args, "vjp"), paramset.kind,
+                       names, shapes, what=f"vjp({label}, ...)", noun="input")
         loss = _projection(f, paramset, u, y.shape, label)
         runs.append(check(loss, dict(zip(names, paramset.arrays)), dict(zip(names, grads)),
                           args=args, seed=seed, upcast=upcast, **options))
@@ -589,7 +588,8 @@ def check_jvp(f: Callable[..., Any], inputs: Any, jvp: Callable[..., Any], *,
                      arg="tangents", seed=seed)
     analytic = []
     for k, t in enumerate(ts):
-        raw = _call_with(jvp, paramset.rebuild([a.copy() for a in t]), paramset, args)
+        raw = _call_with(jvp, paramset.rebuild([a.copy() for a in t]), paramset, args,
+                         "jvp")
         analytic.append(_match(raw, "single", ["output"], [vf.out_shape],
                                what=f"jvp(tangents[{k}], ...)", noun="output")[0])
     runs = _line_runs(vf, ts, analytic, name="output", dtype=vf.out_dtype, method=method,
