@@ -473,6 +473,25 @@ def several_entries(x):
     return x * x
 
 
+@numba.njit
+def least_squares_matmul(W, X, y):
+    r = X @ W - y
+    return 0.5 * np.dot(r, r)
+
+
+def test_njit_loss_with_matmul_and_dot_runs_from_the_readme_install():
+    """Issue 14: the first njit loss most people write uses ``@``; Numba's linear
+    algebra needs SciPy, which the install now brings (pyproject dependencies)."""
+    rng = np.random.default_rng(4)
+    X, y, W = rng.normal(size=(8, 3)), rng.normal(size=8), rng.normal(size=3)
+    grad = X.T @ (X @ W - y)
+    report = gp.check(least_squares_matmul, W, grad, args=(X, y))
+    assert report.backend == "numba" and report.passed, str(report)
+    grad[0] *= 1.01
+    report = gp.check(least_squares_matmul, W, grad, args=(X, y))
+    assert report.params["W"].failed_indices == [(0,)]
+
+
 @pytest.mark.parametrize("f", [length_one_array, size_one_2d])
 def test_size_one_array_loss_is_a_scalar_loss_on_both_engines(f, unchanged):
     """Issue 14: one rule (params.loss_value) on every engine: a size-1 array is
