@@ -462,3 +462,30 @@ def test_loss_that_cancels_to_zero_keeps_small_steps_and_tight_bars():
     assert np.max(report.params["w"].error_bar) < 1e-8
     g[3] *= 1.003
     assert gp.check(lambda w: np.sum(np.sin(w)), w, g).params["w"].failed_indices == [(3,)]
+
+
+def _table_cell(report, name, column):
+    lines = str(report).splitlines()
+    header = lines[1]
+    row = next(line for line in lines[2:] if line.split()[0] == name)
+    start = header.index(column)
+    # numeric columns are right-aligned under their header
+    return row[start:start + len(column)].strip()
+
+
+def test_max_rel_err_of_a_gradient_that_is_zero_on_both_sides_is_a_dash():
+    """Issue 14: b's gradient is exactly 0 and its estimate rounding noise: the
+    table showed "max rel err 1" for a correct gradient."""
+    X = np.linspace(-1, 1, 6).reshape(3, 2)
+
+    def f(W, b):  # b's terms cancel: df/db = 0, its estimate ~1e-12 of noise
+        return np.sum(np.sin(X @ W)) + np.sum((b + 0.1) ** 2 - (b - 0.1) ** 2 - 0.4 * b)
+
+    W, b = np.full((2, 2), 0.3), np.array([0.3, 1.7])
+    gW = X.T @ np.cos(X @ W)
+    report = gp.check(f, (W, b), (gW, np.zeros(2)))
+    assert report.passed and report.params["b"].max_rel_error > 0.5  # the raw number
+    assert _table_cell(report, "b", "max rel err") == "-"
+    assert _table_cell(report, "W", "max rel err") not in ("-", "")
+    g = np.array([1e-3, 0.0])  # a real error on a zero gradient still shows
+    assert _table_cell(gp.check(f, (W, b), (gW, g)), "b", "max rel err") == "1"
