@@ -43,9 +43,13 @@ def _demo_plots(directory: str) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import run
+    from .bench import ROUNDS, run
 
-    print(run(size=args.size, njit=not args.no_njit))
+    def say(line: str) -> None:  # progress lines on stderr: the table stays parseable
+        print(line, file=sys.stderr, flush=True)
+
+    print(run(size=args.size, njit=not args.no_njit, say=say,
+              rounds=args.rounds or ROUNDS))
     return 0
 
 
@@ -70,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="n of the Dense(n, n) layer of the W1 case (default 512)")
     bench.add_argument("--no-njit", action="store_true",
                        help="skip the Numba (W2) case")
+    bench.add_argument("--rounds", type=int, default=None,
+                       help="rounds of every workload, its cases alternating (default 3)")
     bench.set_defaults(run=_bench)
     info_cmd = sub.add_parser("info", help="print the version and the available engines")
     info_cmd.add_argument("--json", action="store_true", help="machine-readable output")
