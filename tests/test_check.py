@@ -239,6 +239,91 @@ def test_strong_curvature_is_not_mistaken_for_a_kink():
     assert report.params["w"].kinks == []
 
 
+def _relu_layer_problem(seed, scale_x, scale_w, positive_targets):
+    """``0.5 * sum((relu(X @ W) - T) ** 2)`` with several exact zeros in every column
+    of ``X @ W`` but the last (dyadic values, so the zeros stay exact at every power-of-two
+    scale), and its exact one-sided derivatives from the piecewise structure."""
+    rng = np.random.default_rng(seed)
+    n, d, k = 12, 4, 3
+    X = rng.integers(-3, 4, size=(n, d)).astype(float)
+    W = rng.integers(-3, 4, size=(d, k)).astype(float)
+    W[-1] = 1.0
+    for c in range(k - 1):  # rows 4c .. 4c+2 of X @ W are 0 in column c: coupled kinks
+        for r in range(4 * c, 4 * c + 3):
+            X[r, -1] = -X[r, :-1] @ W[:-1, c]
+    W[:, -1] = rng.normal(size=d)  # no zero in the last column: f is smooth in it
+    X, W = X * scale_x, W * scale_w
+    T = rng.normal(size=(n, k)) * scale_x * scale_w
+    if positive_targets:  # then the one-sided derivatives bracket relu'(0) = 0's value
+        T = np.abs(T)
+    Z = X @ W
+    assert np.sum(Z == 0) >= 3 * (k - 1)
+
+    def loss(W):
+        return 0.5 * np.sum((np.maximum(X @ W, 0.0) - T) ** 2)
+
+    grad = X.T @ ((np.maximum(Z, 0.0) - T) * (Z > 0))  # relu'(0) = 0
+    # Moving W[i, c] by t moves the zero z[r, c] to X[r, i] t: the row turns on to
+    # the right where X[r, i] > 0 and to the left where X[r, i] < 0, adding the
+    # slope -T[r, c] X[r, i] of 0.5 (z - T)^2 at z = 0.
+    zero = Z == 0
+    right = grad + np.einsum("ri,rc->ic", np.where(X > 0, X, 0.0), -T * zero)
+    left = grad + np.einsum("ri,rc->ic", np.where(X < 0, X, 0.0), -T * zero)
+    return loss, W, grad, left, right
+
+
+@pytest.mark.parametrize("positive_targets", [True, False])
+@pytest.mark.parametrize("method", ["central", "richardson", "forward"])
+def test_coupled_relu_kinks_in_a_squared_error_are_kinks(method, positive_targets):
+    """Issue 14: several kinks per entry and a piecewise quadratic f (the noise
+    probe crosses kinks, so the noise of f cannot be measured). Every entry whose
+    analytic value lies between its exact one-sided derivatives is a kink, the
+    check passes when that holds for all of them, and a 1 % error planted at an
+    entry where f is smooth still fails. With targets of either sign some analytic
+    values lie outside their one-sided derivatives (kinks whose jumps add up on one
+    side): those fail, as the kink rule says."""
+    cases = held = noise_unmeasured = planted_caught = n_between = n_outside = 0
+    for seed in range(6):
+        for scale_x, scale_w in [(1.0, 1.0), (2.0 ** -6, 1.0), (1.0, 2.0 ** 5),
+                                 (2.0 ** 4, 2.0 ** -2)]:
+            loss, W, grad, left, right = _relu_layer_problem(seed, scale_x, scale_w,
+                                                                positive_targets)
+            low, high = np.minimum(left, right), np.maximum(left, right)
+            jump = high - low
+            at_kink = jump > 1e-6 * np.abs(grad).max()
+            between = at_kink & (grad >= low) & (grad <= high)
+            outside = at_kink & ~between
+            n_between += int(between.sum())
+            n_outside += int(outside.sum())
+            report = gp.check(loss, W, grad, method=method)
+            p = report.params["W"]
+            cases += 1
+            noise_unmeasured += any("noise of f could not be measured" in n
+                                    for n in report.notes)
+            kinks = {tuple(int(v) for v in i) for i in np.argwhere(between)}
+            # forward's estimate is the right derivative: an analytic value equal
+            # to it agrees, and is no kink to report
+            ok = (set(p.kinks) <= kinks if method == "forward" else set(p.kinks) == kinks) \
+                and set(p.failed_indices) == {tuple(int(v) for v in i)
+                                              for i in np.argwhere(outside)} \
+                and report.passed == (not outside.any())
+            held += ok
+            smooth = np.argwhere(~at_kink & (np.abs(grad) > 1e-3 * np.abs(grad).max()))
+            target = tuple(int(v) for v in smooth[seed % len(smooth)])
+            bad = grad.copy()
+            bad[target] *= 1.01
+            planted = gp.check(loss, W, bad, method=method).params["W"]
+            planted_caught += target in planted.failed_indices and \
+                set(planted.kinks) == set(p.kinks)
+    print(f"coupled kinks ({method}): verdict as the exact one-sided derivatives say in "
+          f"{held}/{cases}, planted error caught in {planted_caught}/{cases}, noise not "
+          f"measured in {noise_unmeasured}/{cases}; {n_between} kinks, {n_outside} values "
+          "outside their one-sided derivatives")
+    assert n_between > 0 and (n_outside == 0 if positive_targets else n_outside > 0)
+    assert held == cases and planted_caught == cases
+    assert noise_unmeasured > 0  # the case the issue met
+
+
 # -- upcasting -------------------------------------------------------------------------
 
 def test_upcast_falls_back_when_f_insists_on_float32():
@@ -377,3 +462,30 @@ def test_loss_that_cancels_to_zero_keeps_small_steps_and_tight_bars():
     assert np.max(report.params["w"].error_bar) < 1e-8
     g[3] *= 1.003
     assert gp.check(lambda w: np.sum(np.sin(w)), w, g).params["w"].failed_indices == [(3,)]
+
+
+def _table_cell(report, name, column):
+    lines = str(report).splitlines()
+    header = lines[1]
+    row = next(line for line in lines[2:] if line.split()[0] == name)
+    start = header.index(column)
+    # numeric columns are right-aligned under their header
+    return row[start:start + len(column)].strip()
+
+
+def test_max_rel_err_of_a_gradient_that_is_zero_on_both_sides_is_a_dash():
+    """Issue 14: b's gradient is exactly 0 and its estimate rounding noise: the
+    table showed "max rel err 1" for a correct gradient."""
+    X = np.linspace(-1, 1, 6).reshape(3, 2)
+
+    def f(W, b):  # b's terms cancel: df/db = 0, its estimate ~1e-12 of noise
+        return np.sum(np.sin(X @ W)) + np.sum((b + 0.1) ** 2 - (b - 0.1) ** 2 - 0.4 * b)
+
+    W, b = np.full((2, 2), 0.3), np.array([0.3, 1.7])
+    gW = X.T @ np.cos(X @ W)
+    report = gp.check(f, (W, b), (gW, np.zeros(2)))
+    assert report.passed and report.params["b"].max_rel_error > 0.5  # the raw number
+    assert _table_cell(report, "b", "max rel err") == "-"
+    assert _table_cell(report, "W", "max rel err") not in ("-", "")
+    g = np.array([1e-3, 0.0])  # a real error on a zero gradient still shows
+    assert _table_cell(gp.check(f, (W, b), (gW, g)), "b", "max rel err") == "1"

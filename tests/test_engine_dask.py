@@ -179,6 +179,22 @@ def test_numerical_gradient_identical(client, unchanged):
         assert got[name].tobytes() == ref[name].tobytes()
 
 
+def test_dict_params_bind_by_the_losss_signature_on_the_workers(process_client):
+    """Issue 14: ``mlp_loss(W, b, X, y)`` with ``{"W": W, "b": b}`` and ``args=(X, y)``
+    binds by name on the workers, as on the Python engine (one rule, params.bind_call)."""
+    _, (W, b), (gW, gb), args, _ = mlp_case()
+
+    def grads(W, b, X, y):
+        gW, gb = mlp_grads(W, b, X, y)
+        return {"W": gW, "b": gb}
+
+    got = gp.check(mlp_loss, {"W": W, "b": b}, {"W": gW, "b": gb}, args=args,
+                   backend="dask", client=process_client)
+    assert got.params["W"].failed_indices == [(2, 1)] and got.params["b"].kinks == [(1,)]
+    assert gp.check(mlp_loss, {"b": b, "W": W}, grads, args=args, backend="dask",
+                    client=process_client).passed
+
+
 def test_check_vjp_passes_the_client_through(process_client):
     x = np.array([[0.5, -1.0], [2.0, 0.1]])
     W = np.array([[1.0, 2.0, 0.0], [0.5, -1.0, 1.0]])

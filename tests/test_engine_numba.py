@@ -461,10 +461,55 @@ def test_non_finite_loss_names_the_parameter_and_entry(unchanged):
             gp.check(log_loss, x, 1 / x, eps=0.01, backend="numba")
 
 
-def test_array_valued_loss_is_rejected_before_the_kernel_runs():
+@numba.njit
+def size_one_2d(x):
+    out = np.zeros((1, 1))
+    out[0, 0] = np.sum(x * x)
+    return out
+
+
+@numba.njit
+def several_entries(x):
+    return x * x
+
+
+@numba.njit
+def least_squares_matmul(W, X, y):
+    r = X @ W - y
+    return 0.5 * np.dot(r, r)
+
+
+def test_njit_loss_with_matmul_and_dot_runs_from_the_readme_install():
+    """Issue 14: the first njit loss most people write uses ``@``; Numba's linear
+    algebra needs SciPy, which the install now brings (pyproject dependencies)."""
+    rng = np.random.default_rng(4)
+    X, y, W = rng.normal(size=(8, 3)), rng.normal(size=8), rng.normal(size=3)
+    grad = X.T @ (X @ W - y)
+    report = gp.check(least_squares_matmul, W, grad, args=(X, y))
+    assert report.backend == "numba" and report.passed, str(report)
+    grad[0] *= 1.01
+    report = gp.check(least_squares_matmul, W, grad, args=(X, y))
+    assert report.params["W"].failed_indices == [(0,)]
+
+
+@pytest.mark.parametrize("f", [length_one_array, size_one_2d])
+def test_size_one_array_loss_is_a_scalar_loss_on_both_engines(f, unchanged):
+    """Issue 14: one rule (params.loss_value) on every engine: a size-1 array is
+    the loss, as NumPy users expect; the Numba engine used to refuse it."""
     x = np.linspace(0.1, 1.0, 4)
-    with pytest.raises(ValueError, match="f returns an array .*'x'.*scalar loss"):
-        gp.check(length_one_array, x, 2 * x, backend="numba")
+    wrong = 2 * x
+    wrong[2] *= 1.01
+    with unchanged(x):
+        assert both_engines(f, x, 2 * x).passed
+        assert both_engines(f, x, wrong).params["x"].failed_indices == [(2,)]
+
+
+@pytest.mark.parametrize("backend", ["numba", "python"])
+def test_array_of_several_entries_is_rejected_naming_its_shape(backend):
+    x = np.linspace(0.1, 1.0, 4)
+    with pytest.raises(ValueError, match=r"f returned an array of shape \(4,\) at the "
+                                         "unperturbed point.*scalar loss"):
+        gp.check(several_entries, x, 2 * x, backend=backend)
 
 
 def test_f_that_cannot_take_complex_input_is_a_type_error_naming_the_parameter(unchanged):

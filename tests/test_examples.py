@@ -102,3 +102,29 @@ def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "gradprobe", "info"],
                             capture_output=True, text=True, check=True)
     assert "engines:" in result.stdout
+
+
+def test_demo_ends_with_a_summary_of_the_mistakes_caught(capsys):
+    """Issue 14: the demo ended on FAILED tables, exit 0, no closing line."""
+    assert cli.main(["demo"]) == 0
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    assert lines[-1] == "demo: all 3 planted mistakes caught, all 3 correct gradients PASSED"
+    summary = lines[lines.index("summary"):]
+    assert sum("FAILED: mistake caught" in line for line in summary) == 3
+    assert sum("passed, as a correct gradient should" in line for line in summary) == 3
+
+
+def test_demo_exits_non_zero_when_a_mistake_is_not_caught(capsys, monkeypatch):
+    from gradprobe import examples
+    from gradprobe.examples import linear_regression
+
+    # a "mistake" that is in fact the correct gradient: the check passes, so the
+    # demo must say the mistake was not caught and exit non-zero
+    monkeypatch.setattr(linear_regression, "check_missing_mean",
+                        linear_regression.check_correct)
+    assert cli.main(["demo"]) == 1
+    out = capsys.readouterr().out
+    assert "gradient without 1/m" in out and "passed: mistake NOT caught" in out
+    assert out.rstrip().splitlines()[-1] == \
+        "demo: 1 of 6 checks did not come out as intended"
+    assert len(examples.DEMO_CASES) == 6

@@ -85,3 +85,33 @@ def test_clear_error_without_matplotlib(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(cli, "SEEDS", ())  # only the pictures
     assert cli.main(["demo", "--plot", str(tmp_path)]) == 1
     assert "needs matplotlib" in capsys.readouterr().err
+
+
+def test_a_file_name_is_one_figure_per_file(tmp_path):
+    """Issue 14: ``plot(path="report.png")`` raised IsADirectoryError."""
+    W1, W2 = np.ones((2, 3)), np.ones((3, 2))
+    two = gp.check(lambda W1, W2: np.sum(W1 ** 2) + np.sum(W2 ** 2), (W1, W2), (2 * W1, 2 * W2))
+    one = gp.check(lambda W: np.sum(W ** 2), W1, 2 * W1)
+    written = one.plot(path=tmp_path / "report.png")
+    assert written == {"W": tmp_path / "report.png"}
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+    written = two.plot(str(tmp_path / "sub" / "check.pdf"))
+    assert written == {"W1": tmp_path / "sub" / "check_W1.pdf",
+                       "W2": tmp_path / "sub" / "check_W2.pdf"}
+    assert all(p.read_bytes()[:4] == b"%PDF" for p in written.values())
+    assert two.plot(tmp_path / "folder") == {"W1": tmp_path / "folder" / "W1.png",
+                                            "W2": tmp_path / "folder" / "W2.png"}
+
+
+@pytest.mark.parametrize("wrong,expected", [
+    ((slice(None), 2), "failing: column 2 (every row)"),
+    ((1, slice(None)), "failing: row 1 (every column)"),
+    (([0, 2], [1, 3]), "failing: rows 0, 2; columns 1, 3"),
+])
+def test_the_title_names_the_failing_rows_and_columns(wrong, expected):
+    """Issue 14: the heatmap of a wrong column did not say which column."""
+    W = np.linspace(0.5, 2.0, 12).reshape(3, 4)
+    g = 3 * W ** 2
+    g[wrong] *= 1.1
+    title = gp.check(lambda W: np.sum(W ** 3), W, g).plot()["W"].axes[0].get_title()
+    assert title.splitlines()[-1] == expected

@@ -13,15 +13,15 @@ from .engines.base import as_loss, release
 from .errors import GradientCheckError
 from .directional import directional_check
 from .estimation import check_entries, estimate_entries, select_entries
-from .options import choice, positive_float, positive_int, seed_value
+from .options import CheckOptions
 from .params import ParamSet, Structure
 from .problem import prepare
 from .report import CheckReport
 from .stencils import Stencil
 
 
-def _validate_common(f: Any, args: Any, method: str, eps: Any, backend: str,
-                     workers: Any, seed: Any, upcast: Any, client: Any = None) -> tuple:
+def _validate_call(f: Any, args: Any) -> tuple:
+    """``f`` must be callable and ``args`` a tuple (a list is accepted)."""
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
     if isinstance(args, list):
@@ -29,17 +29,7 @@ def _validate_common(f: Any, args: Any, method: str, eps: Any, backend: str,
     if not isinstance(args, tuple):
         raise TypeError(f"args must be a tuple of extra arguments for f, got "
                         f"{type(args).__name__} (write args=(value,) for one argument)")
-    choice("method", method, config.METHODS)
-    choice("backend", backend, config.BACKENDS)
-    if client is not None and backend != "dask":
-        raise ValueError(f"client= is only used with backend='dask' (backend={backend!r}); "
-                         "pass backend='dask' to evaluate the losses on that cluster")
-    eps = positive_float("eps", eps)
-    workers = positive_int("workers", workers)
-    seed_value(seed)
-    if not isinstance(upcast, (bool, np.bool_)):
-        raise TypeError(f"upcast must be True or False, got {upcast!r}")
-    return args, eps, workers
+    return args
 
 
 def _is_model(f: Any) -> bool:
@@ -85,7 +75,8 @@ def check_model(model: Any, X: np.ndarray, T: np.ndarray, grads: Any = None,
 def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
                        args: tuple = (), method: str = "central", eps: float | None = None,
                        backend: str = "auto", workers: int | None = None,
-                       upcast: bool = True, seed: int = 0, client: Any = None) -> Structure:
+                       upcast: bool = True, seed: int = 0, client: Any = None,
+                       progress: bool | None = None, **options: Any) -> Structure:
     """Numerical gradient of the scalar loss ``f`` at ``params``.
 
     For a :class:`gradprobe.nn.Sequential` model call it as
@@ -95,8 +86,12 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
     Parameters
     ----------
     f : callable
-        Returns a scalar loss. Called as ``f(params, *args)`` for one array,
-        ``f(*params, *args)`` for a tuple/list, ``f(*args, **params)`` for a dict.
+        Returns a scalar loss (a number, or an array of size 1). Called as
+        ``f(params, *args)`` for one array, ``f(*params, *args)`` for a
+        tuple/list; dict parameters bind by ``f``'s signature: each key to the
+        argument of that name, ``args`` to the remaining positional arguments
+        in order (``def loss(W, b, X, y)`` with ``{"W": W, "b": b}`` and
+        ``args=(X, y)``; ``f(*args, **params)`` still works), on every engine.
         Or a C loss ``double loss(const double *theta, size_t n, void *ctx)``
         given as a cffi function pointer or a ``numba.cfunc`` compiled with
         ``"float64(CPointer(float64), uintp, voidptr)"``: ``theta`` is the float64
@@ -143,6 +138,11 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
     client : distributed.Client, optional
         ``backend="dask"`` only: the cluster to run on (left open). ``f``,
         ``args`` and the parameters are pickled and sent once to every worker.
+    progress : bool, optional
+        Show a progress bar, as in :func:`check`.
+    **options
+        Any other option of :func:`check` is an error saying why it does not
+        apply (``rtol``: nothing is judged; ``mode``: every entry is estimated).
 
     Returns
     -------
@@ -155,6 +155,8 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
     >>> np.allclose(g, np.cos([0.0, 1.0]))
     True
     """
+    given = {"method": method, "eps": eps, "backend": backend, "workers": workers,
+             "upcast": upcast, "seed": seed, "client": client, "progress": progress, **options}
     if _is_model(f):
         if len(data) != 1:
             raise TypeError("numerical_gradient(model, X, T): pass the inputs X and the "
@@ -162,6 +164,7 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
         if client is not None:
             raise ValueError("client= is for backend='dask'; a gradprobe.nn model runs on "
                              "its own kernels (backend='auto', 'numba' or 'cffi')")
+        CheckOptions.build("numerical_gradient", given)
         from .nn.check import numerical_gradient_model
 
         return numerical_gradient_model(f, params, data[0], method=method, eps=eps,
@@ -169,22 +172,30 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
     if data:
         raise TypeError("numerical_gradient takes extra positional arguments only for a "
                         "gradprobe.nn model; pass them to f as args=(...) instead")
+    opts = CheckOptions.build("numerical_gradient", given)
     f = as_loss(f, args)  # a C function pointer becomes a Python callable
-    args, eps, workers = _validate_common(f, args, method, eps, backend, workers, seed, upcast,
-                                          client)
+    args = _validate_call(f, args)
     paramset = ParamSet.from_user(params, f)
-    engine = select_engine(backend, f, workers, client)
-    problem = prepare(f, paramset, args, upcast=bool(upcast),
-                      complex_step=method == "complex", seed=int(seed))
-    stencil = Stencil(method)
+    engine = select_engine(opts.backend, f, opts.workers, opts.client)
+    problem = prepare(f, paramset, args, upcast=opts.upcast,
+                      complex_step=opts.method == "complex", seed=opts.seed)
+    stencil = Stencil(opts.method)
+    bar = None
+    if opts.progress is not False:
+        engine, bar = _with_progress(engine, problem, stencil, opts.progress, "full", None,
+                                     None)
     out = []
     try:
         for p, array in enumerate(paramset.arrays):
             entries = np.arange(array.size, dtype=np.int64)
-            est = estimate_entries(problem, engine, stencil, p, entries, eps)
+            est = estimate_entries(problem, engine, stencil, p, entries, opts.eps)
             out.append(est.value.reshape(array.shape).astype(array.dtype))
     finally:
-        release(engine)  # the Dask engine's cluster and scattered data
+        try:
+            release(engine)  # the Dask engine's cluster and scattered data
+        finally:
+            if bar is not None:
+                bar.close()
     return paramset.rebuild(out)
 
 
@@ -297,26 +308,31 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
     >>> r.params["w"].failed_indices, r.evaluations < 200
     ([(31337,)], True)
     """
+    opts = CheckOptions.build("check", {
+        "mode": mode, "method": method, "eps": eps, "rtol": rtol, "atol": atol,
+        "samples": samples, "directions": directions, "seed": seed, "backend": backend,
+        "workers": workers, "progress": progress, "upcast": upcast, "budget_s": budget_s,
+        "client": client})
+    return run_check(f, params, grads, args, opts)
+
+
+def run_check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[..., Any],
+              args: tuple, opts: CheckOptions) -> CheckReport:
+    """The check itself, on options validated at the public boundary.
+
+    :func:`check`, :func:`assert_gradients`, :func:`gradprobe.check_vjp`,
+    :func:`gradprobe.check_layer`, the monitor and the pytest fixture build
+    their :class:`~gradprobe.options.CheckOptions` (each naming itself in its
+    errors) and call this.
+    """
     start = time.perf_counter()
     f = as_loss(f, args)  # a C function pointer becomes a Python callable
-    args, eps, workers = _validate_common(f, args, method, eps, backend, workers, seed, upcast,
-                                          client)
-    choice("mode", mode, config.MODES)
-    rtol = positive_float("rtol", rtol, allow_zero=True)
-    atol = positive_float("atol", atol, allow_zero=True)
-    samples = positive_int("samples", samples)
-    directions = positive_int("directions", directions)
-    budget_s = positive_float("budget_s", budget_s)
-    if directions is not None and mode not in ("directional", "auto"):
-        raise ValueError(f"directions is only used with mode='directional' or mode='auto' "
-                         f"(mode={mode!r})")
-    if samples is not None and mode not in ("sample", "auto"):
-        raise ValueError(f"samples={samples} is only used with mode='sample' or mode='auto' "
-                         f"(mode={mode!r})")
-    if budget_s is not None and mode != "auto":
-        raise ValueError(f"budget_s={budget_s:g} is only used with mode='auto' (mode={mode!r})")
-    if progress is not None and not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"progress must be True, False or None, got {progress!r}")
+    args = _validate_call(f, args)
+    mode, method, eps, rtol, atol = opts.mode, opts.method, opts.eps, opts.rtol, opts.atol
+    samples, directions, seed, backend = opts.samples, opts.directions, opts.seed, opts.backend
+    workers, progress, upcast, budget_s = opts.workers, opts.progress, opts.upcast, \
+        opts.budget_s
+    client = opts.client
     if mode in ("sample", "auto") and samples is None:
         samples = config.DEFAULT_SAMPLES
     if mode in ("directional", "auto") and directions is None:
@@ -422,9 +438,11 @@ def _analytic_gradient(paramset: ParamSet, grads: Structure | Callable[..., Any]
     """
     if not callable(grads) or isinstance(grads, np.ndarray):
         return paramset.match(grads), {}
-    first = paramset.match(paramset.call(grads, [a.copy() for a in paramset.arrays], args))
+    first = paramset.match(paramset.call(grads, [a.copy() for a in paramset.arrays], args,
+                                         what="grads"))
     first = [np.array(g, copy=True) for g in first]  # grads may reuse its output buffers
-    second = paramset.match(paramset.call(grads, [a.copy() for a in paramset.arrays], args))
+    second = paramset.match(paramset.call(grads, [a.copy() for a in paramset.arrays], args,
+                                          what="grads"))
     differing: dict[str, tuple] = {}
     for name, a, b in zip(paramset.names, first, second):
         b = np.asarray(b)
@@ -455,7 +473,8 @@ def assert_gradients(f: Callable[..., Any], params: Structure,
     >>> gp.assert_gradients(lambda x: np.sum(np.exp(x)), x, np.exp(x)).passed
     True
     """
-    report = check(f, params, grads, **options)
+    args = options.pop("args", ())
+    report = run_check(f, params, grads, args, CheckOptions.build("assert_gradients", options))
     if not report.passed:
         raise GradientCheckError(report)
     return report

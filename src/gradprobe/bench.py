@@ -10,11 +10,18 @@ Two small versions of the benchmark workloads (the full ones live in
 * **W2 njit loss**: a full check of a small MLP loss written as a
   ``numba.njit`` function, on the Numba engine (the kernel's compile or cache
   load timed apart, on a first tiny check) and on the Python engine.
+
+Timings on a busy machine vary from run to run: the cases of a workload
+run alternately, ``ROUNDS`` times (:func:`interleaved`), and the table shows
+the fastest round with the median beside it; ratios come from the fastest
+rounds, worded both ways (:func:`relative_speed`). Compilation on first use
+is announced before it starts (through ``say``), so a cold run's wait is
+explained.
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -22,12 +29,85 @@ import numpy as np
 BATCH = 64
 #: Entries of ``W`` timed with the seed-style loop (then extrapolated).
 SEED_LOOP_ENTRIES = 500
+#: Rounds of every workload: its cases alternate within each round.
+ROUNDS = 3
+
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter()
     value = fn()
     return time.perf_counter() - start, value
+
+
+def interleaved(cases: Sequence[tuple[str, Callable[[], Any]]],
+                rounds: int = ROUNDS) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Time every case once per round, alternating the cases within each round.
+
+    A load that comes and goes then slows every case alike instead of the one
+    that happened to run during it. The order is reversed every other round
+    (A B, B A, A B, ...), so neither case always runs first.
+
+    Returns
+    -------
+    seconds : dict
+        Case name -> the time of each round, in order.
+    results : dict
+        Case name -> what its last round returned.
+
+    Examples
+    --------
+    >>> calls = []
+    >>> seconds, _ = interleaved([("a", lambda: calls.append("a")),
+    ...                           ("b", lambda: calls.append("b"))], rounds=3)
+    >>> calls, [len(v) for v in seconds.values()]
+    (['a', 'b', 'b', 'a', 'a', 'b'], [3, 3])
+    """
+    seconds: dict[str, list[float]] = {name: [] for name, _ in cases}
+    results: dict[str, Any] = {}
+    for r in range(rounds):
+        for name, fn in (cases if r % 2 == 0 else list(cases)[::-1]):
+            spent, results[name] = _timed(fn)
+            seconds[name].append(spent)
+    return seconds, results
+
+
+def summary(seconds: Sequence[float]) -> str:
+    """``"min (median m)"`` of a case's round times, for the table.
+
+    Examples
+    --------
+    >>> summary([0.30, 0.10, 0.20])
+    '0.1 (median 0.2)'
+    """
+    return f"{min(seconds):.3g} (median {float(np.median(seconds)):.3g})"
+
+
+def _factor(ratio: float) -> str:
+    return f"{ratio:.2g}" if ratio < 10 else f"{ratio:,.0f}"
+
+
+def relative_speed(seconds: float, reference: float) -> str:
+    """How ``seconds`` compares with ``reference``: ``"2.1x slower"`` or ``"1.3x faster"``.
+
+    Examples
+    --------
+    >>> relative_speed(2.1, 1.0), relative_speed(1.0, 1.3), relative_speed(1.02, 1.0)
+    ('2.1x slower', '1.3x faster', 'same speed')
+    >>> relative_speed(665.0, 0.01)
+    '66,500x slower'
+    """
+    if seconds <= 0 or reference <= 0:
+        return "-"
+    ratio = seconds / reference
+    if abs(ratio - 1.0) < 0.05:
+        return "same speed"
+    return f"{_factor(ratio)}x slower" if ratio >= 1 else f"{_factor(1 / ratio)}x faster"
 
 
 def seed_loop_seconds(W: np.ndarray, b: np.ndarray, X: np.ndarray, T: np.ndarray,
@@ -58,7 +138,8 @@ def seed_loop_seconds(W: np.ndarray, b: np.ndarray, X: np.ndarray, T: np.ndarray
     return (time.perf_counter() - start) / len(picks)
 
 
-def dense_rows(n: int = 512) -> list[tuple[str, ...]]:
+def dense_rows(n: int = 512, say: Say = _quiet,
+               rounds: int = ROUNDS) -> list[tuple[str, ...]]:
     """W1-style rows: structured full check vs the extrapolated seed-style loop."""
     from .api import check_model
     from .nn import MSE, Dense, Sequential
@@ -66,19 +147,28 @@ def dense_rows(n: int = 512) -> list[tuple[str, ...]]:
     rng = np.random.default_rng(0)
     model = Sequential([Dense(n, n, seed=0)], loss=MSE())
     X, T = rng.standard_normal((BATCH, n)), rng.standard_normal((BATCH, n))
-    check_model(Sequential([Dense(4, 4, seed=0)], loss=MSE()), X[:, :4], T[:, :4])  # warm-up
-    seconds, report = _timed(lambda: check_model(model, X, T))
+    say("compiling gradprobe.nn's Numba kernels on their first call (loaded from Numba's "
+        "disk cache on later runs) ...")
+    compile_s, _ = _timed(lambda: check_model(Sequential([Dense(4, 4, seed=0)], loss=MSE()),
+                                              X[:, :4], T[:, :4]))
+    say(f"... ready in {compile_s:.3g} s")
     params = model.parameters()
     W, b = params[next(k for k in params if params[k].ndim == 2)], \
         params[next(k for k in params if params[k].ndim == 1)]
-    per_entry = seed_loop_seconds(W, b, X, T, SEED_LOOP_ENTRIES)
     entries = W.size + b.size
-    loop = per_entry * entries
+    seconds, results = interleaved([
+        ("structured", lambda: check_model(model, X, T)),
+        ("loop", lambda: seed_loop_seconds(W, b, X, T, SEED_LOOP_ENTRIES))], rounds)
+    report = results["structured"]
+    # each round timed the loop on its sample of entries: extrapolate to all of them
+    loop = [s * entries / min(SEED_LOOP_ENTRIES, W.size) for s in seconds["loop"]]
+    best = min(seconds["structured"])
     return [
         (f"W1 Dense({n}, {n}), batch {BATCH}: structured full check",
-         f"{entries:,}", f"{seconds:.3g}", "1", "passed" if report.passed else "FAILED"),
+         f"{entries:,}", summary(seconds["structured"]), "1",
+         "passed" if report.passed else "FAILED"),
         (f"W1 seed-style loop (extrapolated from {SEED_LOOP_ENTRIES} entries)",
-         f"{entries:,}", f"{loop:.3g}", f"{loop / seconds:,.0f}x slower", "-"),
+         f"{entries:,}", summary(loop), relative_speed(min(loop), best), "-"),
     ]
 
 
@@ -110,7 +200,8 @@ def _mlp_loss() -> Any:
     return _MLP_LOSS
 
 
-def njit_rows(hidden: int = 64, inputs: int = 32) -> list[tuple[str, ...]]:
+def njit_rows(hidden: int = 64, inputs: int = 32, say: Say = _quiet,
+              rounds: int = ROUNDS) -> list[tuple[str, ...]]:
     """W2-style rows: a small njit MLP loss on the Numba and Python engines."""
     import numba
 
@@ -130,22 +221,26 @@ def njit_rows(hidden: int = 64, inputs: int = 32) -> list[tuple[str, ...]]:
     tiny = tuple(np.ones(p.shape[:1] + (2,) * (p.ndim - 1)) if p.ndim > 1 else np.ones(2)
                  for p in params)
     tiny_grads = tuple(np.zeros_like(p) for p in tiny)
+    say("compiling the njit loss and the Numba engine's kernel on their first call "
+        "(the kernel is loaded from Numba's disk cache on later runs) ...")
     first, _ = _timed(lambda: check(mlp_loss, tiny, tiny_grads,  # types as below
                                     args=(X[:, :tiny[0].shape[0]], Y), progress=False))
+    say(f"... ready in {first:.3g} s")
     threads = numba.get_num_threads()
-    numba_s, r_numba = _timed(lambda: check(mlp_loss, params, grads, args=(X, Y),
-                                            progress=False))
-    python_s, r_python = _timed(lambda: check(mlp_loss, params, grads, args=(X, Y),
-                                              backend="python", progress=False))
+    seconds, results = interleaved([
+        ("numba", lambda: check(mlp_loss, params, grads, args=(X, Y), progress=False)),
+        ("python", lambda: check(mlp_loss, params, grads, args=(X, Y), backend="python",
+                                 progress=False))], rounds)
+    r_numba, r_python = results["numba"], results["python"]
     same = all(r_numba.params[k].numeric_flat.tobytes() == r_python.params[k].numeric_flat
                .tobytes() for k in r_numba.params)
     return [
         ("W2 njit MLP loss: first check (f compile + kernel compile/cache load)",
          "-", f"{first:.3g}", "-", "-"),
         (f"W2 njit MLP loss: Numba engine, {threads} threads", f"{entries:,}",
-         f"{numba_s:.3g}", "1", "passed" if r_numba.passed else "FAILED"),
-        ("W2 njit MLP loss: Python engine", f"{entries:,}", f"{python_s:.3g}",
-         f"{python_s / numba_s:.2f}x slower",
+         summary(seconds["numba"]), "1", "passed" if r_numba.passed else "FAILED"),
+        ("W2 njit MLP loss: Python engine", f"{entries:,}", summary(seconds["python"]),
+         relative_speed(min(seconds["python"]), min(seconds["numba"])),
          "bit-identical" if same else "values DIFFER"),
     ]
 
@@ -171,15 +266,19 @@ def format_table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
-def run(size: int = 512, njit: bool = True) -> str:
-    """Run both workloads and return the table (a few seconds).
+def run(size: int = 512, njit: bool = True, say: Say = _quiet,
+        rounds: int = ROUNDS) -> str:
+    """Run both workloads and return the table (a few seconds once compiled).
+
+    ``say`` gets a line before anything compiles on its first call (the CLI
+    prints it on stderr).
 
     Examples
     --------
     >>> "structured" in run(size=32, njit=False)
     True
     """
-    rows = dense_rows(size)
+    rows = dense_rows(size, say, rounds)
     if njit:
-        rows += njit_rows()
+        rows += njit_rows(say=say, rounds=rounds)
     return format_table(rows)

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Sequence
 
-from .examples import SEEDS
+from .examples import DEMO_CASES, SEEDS
 from .info import format_info, info
 
 
@@ -24,6 +24,32 @@ def _demo(args: argparse.Namespace) -> int:
         except ImportError as err:  # matplotlib is optional
             print(f"gradprobe demo --plot: {err}", file=sys.stderr)
             return 1
+    return _demo_summary()
+
+
+def _demo_summary() -> int:
+    """Say which planted mistakes were caught; 1 if one was not, or a correct one failed."""
+    rows, wrong = [], 0
+    for name, function, what, must_pass in DEMO_CASES:
+        report = getattr(importlib.import_module(f"gradprobe.examples.{name}"), function)()
+        if must_pass:
+            verdict = "passed, as a correct gradient should" if report.passed else \
+                "FAILED, but the gradient is correct"
+        else:
+            verdict = "FAILED: mistake caught" if not report.passed else \
+                "passed: mistake NOT caught"
+        wrong += report.passed != must_pass
+        rows.append((f"{name}: {what}", verdict))
+    width = max(len(label) for label, _ in rows)
+    mistakes = sum(not case[3] for case in DEMO_CASES)
+    print(f"\n{'=' * 78}\nsummary\n{'=' * 78}")
+    for label, verdict in rows:
+        print(f"  {label.ljust(width)}  {verdict}")
+    if wrong:
+        print(f"demo: {wrong} of {len(rows)} checks did not come out as intended")
+        return 1
+    print(f"demo: all {mistakes} planted mistakes caught, all {len(rows) - mistakes} correct "
+          "gradients PASSED")
     return 0
 
 
@@ -43,9 +69,13 @@ def _demo_plots(directory: str) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import run
+    from .bench import ROUNDS, run
 
-    print(run(size=args.size, njit=not args.no_njit))
+    def say(line: str) -> None:  # progress lines on stderr: the table stays parseable
+        print(line, file=sys.stderr, flush=True)
+
+    print(run(size=args.size, njit=not args.no_njit, say=say,
+              rounds=args.rounds or ROUNDS))
     return 0
 
 
@@ -70,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="n of the Dense(n, n) layer of the W1 case (default 512)")
     bench.add_argument("--no-njit", action="store_true",
                        help="skip the Numba (W2) case")
+    bench.add_argument("--rounds", type=int, default=None,
+                       help="rounds of every workload, its cases alternating (default 3)")
     bench.set_defaults(run=_bench)
     info_cmd = sub.add_parser("info", help="print the version and the available engines")
     info_cmd.add_argument("--json", action="store_true", help="machine-readable output")

@@ -182,6 +182,8 @@ PROGRESS_NUMBA_BATCHES = 8
 #: ``CheckReport.plot``: relative errors below this are drawn at this value
 #: on the logarithmic colour scale (exact agreement would be -inf).
 PLOT_MIN_REL_ERROR = 1e-16
+#: Rows or columns listed by name in a heatmap's title before "...".
+PLOT_TITLE_INDICES = 8
 
 #: Dask engine: tasks per worker thread that one evaluation is split into, so
 #: that a thread finishing early takes more work and a lost worker costs little.

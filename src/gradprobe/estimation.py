@@ -13,7 +13,7 @@ import numpy as np
 from . import config
 from .engines.base import Engine
 from .problem import Problem
-from .stencils import Estimate, Stencil, step_size
+from .stencils import Estimate, Stencil, one_sided_slope, step_size
 
 if TYPE_CHECKING:
     from .report import ParamReport
@@ -72,17 +72,20 @@ def one_sided(problem: Problem, engine: Engine, param: int, entries: np.ndarray,
               eps: float | None) -> tuple[np.ndarray, np.ndarray]:
     """Left and right one-sided derivatives at a step ``KINK_STEP_DIVISOR`` times
     smaller than the central step: a kink keeps its jump there, a smooth
-    function's one-sided derivatives move together."""
+    function's one-sided derivatives move together. Each is of second order
+    (the points ``x +- h`` and ``x +- 2h``, :func:`~gradprobe.stencils.one_sided_slope`),
+    so the curvature on either side of a kink does not move them."""
     flat = problem.working[param].reshape(-1)
     x = flat[entries]
     x_real = (x.real if np.iscomplexobj(x) else x).astype(np.float64)
     h = step_size(x_real, "central", problem.noise_rel, eps) / config.KINK_STEP_DIVISOR
-    points = np.stack([x_real + h, x_real - h], axis=1).astype(flat.dtype)
-    losses = np.real(engine.evaluate(problem, param, entries, points))
+    points = np.stack([x_real + h, x_real - h, x_real + 2 * h, x_real - 2 * h],
+                      axis=1).astype(flat.dtype)
+    losses = np.real(engine.evaluate(problem, param, entries, points)).astype(np.float64)
     p = np.real(points).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        right = (losses[:, 0] - problem.f0) / (p[:, 0] - x_real)
-        left = (problem.f0 - losses[:, 1]) / (x_real - p[:, 1])
+        right = one_sided_slope(problem.f0, x_real, p[:, 0], losses[:, 0], p[:, 2], losses[:, 2])
+        left = one_sided_slope(problem.f0, x_real, p[:, 1], losses[:, 1], p[:, 3], losses[:, 3])
     return left, right
 
 

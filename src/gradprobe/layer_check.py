@@ -26,9 +26,10 @@ from typing import Any, Mapping, MutableMapping
 import numpy as np
 
 from . import config
+from .options import CheckOptions
 from .params import _as_param_array
 from .report import CheckReport
-from .vector_checks import check_vjp
+from .vector_checks import vjp_check
 from .vector_differences import output_array
 
 #: Name of the layer's input in reports (when no parameter already uses it).
@@ -322,8 +323,9 @@ def check_layer(layer: Any, x: Any, *, cotangents: Any = None, seed: int = 0,
         possible, so the check tests the backward formula, not float32
         rounding. Falls back to the layer's own dtype, with a note.
     **options
-        Passed to :func:`gradprobe.check` (``method``, ``rtol``, ``atol``,
-        ``mode``, ``samples``, ``eps``, ...).
+        Every option of :func:`gradprobe.check` (``method``, ``rtol``, ``atol``,
+        ``mode``, ``samples``, ``eps``, ``budget_s``, ``progress``,
+        ``workers``, ...), used for each cotangent's check.
 
     Returns
     -------
@@ -373,14 +375,14 @@ def check_layer(layer: Any, x: Any, *, cotangents: Any = None, seed: int = 0,
     except (TypeError, ValueError) as exc:
         raise type(exc)(str(exc).replace("parameter 'x'", "x (the layer's input)", 1)) \
             from None
+    opts = CheckOptions.build("check_layer", {"seed": seed, "upcast": upcast, **options})
     copies = LayerCopies(layer, list(params), input_name)
-    if copies.in_place and options.get("workers") not in (None, 1):
-        raise ValueError(f"workers={options['workers']!r} is not possible for this layer: it "
+    if copies.in_place and opts.workers not in (None, 1):
+        raise ValueError(f"workers={opts.workers!r} is not possible for this layer: it "
                          "cannot be deep-copied, so it is checked in place; use workers=1")
     point = {input_name: x_array.copy(), **{n: a.copy() for n, a in params.items()}}
     try:
-        report = check_vjp(copies.forward, point, copies.vjp, cotangents=cotangents,
-                           seed=seed, upcast=upcast, **options)
+        report = vjp_check(copies.forward, point, copies.vjp, cotangents, (), opts)
     finally:
         copies.restore()
     how = "on the layer itself (restored afterwards)" if copies.in_place else \

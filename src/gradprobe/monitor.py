@@ -11,6 +11,7 @@ or calls your function.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 
 from . import config
 from .errors import GradientCheckError
-from .options import positive_float, positive_int
+from .options import CheckOptions, positive_float, positive_int
 
 if TYPE_CHECKING:
     from .report import CheckReport
@@ -88,8 +89,8 @@ class GradientMonitor:
     Parameters
     ----------
     f : callable
-        The loss, called as in :func:`gradprobe.check` (``f(*params, *args)``,
-        ``f(*args, **params)`` for a dict).
+        The loss, called as in :func:`gradprobe.check` (``f(*params, *args)``;
+        dict parameters bind to ``f``'s arguments by name).
     every : int
         Check on steps ``0, every, 2 * every, ...`` (default 100).
     mode : {"auto", "full", "sample", "directional"}
@@ -158,9 +159,14 @@ class GradientMonitor:
         self.budget_s = config.MONITOR_BUDGET_S if budget_s is None and mode == "auto" \
             else budget_s
         self.on_fail = on_fail
-        self.seed = int(check_options.pop("seed", 0))
         self.default_args = tuple(check_options.pop("args", ()))
-        self.progress = check_options.pop("progress", False)  # no bars in a loop by default
+        check_options.setdefault("progress", False)  # no bars in a loop by default
+        #: Every check's options, validated now (errors name GradientMonitor); each
+        #: check runs with its own seed.
+        self.options = CheckOptions.build("GradientMonitor", {
+            "mode": mode, "budget_s": self.budget_s, **check_options})
+        self.seed = self.options.seed
+        self.progress = self.options.progress
         self.check_options = check_options
         self.history: list[MonitorRecord] = []
         self.steps = 0
@@ -206,15 +212,11 @@ class GradientMonitor:
         self.steps += 1
         if not self.due(step):
             return None
-        from .api import check
+        from .api import run_check
 
-        options = dict(self.check_options)
-        if self.budget_s is not None:
-            options["budget_s"] = self.budget_s
         start = time.perf_counter()
-        report = check(self.f, params, grads, args=tuple(args) if args else self.default_args,
-                       mode=self.mode, seed=self.seed + len(self.history), progress=self.progress,
-                       **options)
+        report = run_check(self.f, params, grads, tuple(args) if args else self.default_args,
+                           dataclasses.replace(self.options, seed=self.seed + len(self.history)))
         seconds = time.perf_counter() - start
         record = MonitorRecord(
             step=step, passed=report.passed,

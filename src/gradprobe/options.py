@@ -2,11 +2,15 @@
 
 Each function returns the normalised value or raises a ``TypeError`` /
 ``ValueError`` that names the option and says what was expected.
+:class:`CheckOptions` is the one validated set of options that every public
+check builds at its boundary (:meth:`CheckOptions.build`), and
+:data:`NOT_APPLICABLE` says which options mean nothing for which check, and why.
 """
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -69,3 +73,176 @@ def seed_value(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ValueError(f"seed={value!r} is not valid; expected a non-negative integer")
     return int(value)
+
+
+# -- one set of options for every entry point ---------------------------------------
+
+#: Every option of :func:`gradprobe.check` with its default: the one list that
+#: every public check takes its options from.
+CHECK_DEFAULTS: dict[str, Any] = {
+    "mode": "full", "method": "central", "eps": None, "rtol": None, "atol": None,
+    "samples": None, "directions": None, "seed": 0, "backend": "auto", "workers": None,
+    "progress": None, "upcast": True, "budget_s": None, "client": None,
+}
+
+_ARRAY_VALUED = "differences of array-valued functions"
+_NO_AUTO = "it has no mode='auto'"
+
+
+def _array_valued(directions: str) -> dict[str, str]:
+    return {
+        "mode": "every output entry is compared along each of its directions; it has no "
+                "sample, directional or auto mode",
+        "samples": "every output entry is compared; it has no mode='sample'",
+        "directions": directions,
+        "workers": f"{_ARRAY_VALUED} run on the Python engine, in the calling thread",
+        "progress": f"{_ARRAY_VALUED} take a few evaluations per direction and show no "
+                    "progress bar",
+        "budget_s": _NO_AUTO,
+        "client": f"{_ARRAY_VALUED} run on the Python engine, not on a Dask cluster",
+    }
+
+
+#: For each public entry point, the options of :func:`gradprobe.check` that
+#: mean nothing for it, and why (every other option is accepted).
+NOT_APPLICABLE: dict[str, dict[str, str]] = {
+    "check": {},
+    "assert_gradients": {},
+    "check_vjp": {},
+    "check_layer": {},
+    "GradientMonitor": {},
+    "gradcheck": {},
+    "numerical_gradient": {
+        "mode": "it estimates every entry: there is no verdict to sample for",
+        "rtol": "it returns the numerical gradient and judges nothing",
+        "atol": "it returns the numerical gradient and judges nothing",
+        "samples": "it estimates every entry",
+        "directions": "it estimates every entry, not directional derivatives",
+        "budget_s": _NO_AUTO,
+    },
+    "check_model": {
+        "directions": "the structured check has no mode='directional': its full check costs "
+                      "a few milliseconds per million entries",
+        "budget_s": "the structured check has no mode='auto': its full check is cheap",
+        "client": "it runs on gradprobe.nn's own Numba or C kernels, not on a Dask cluster",
+    },
+    "check_jvp": _array_valued("its directions are the tangents: pass tangents=k for k "
+                               "random tangents"),
+    "check_jacobian": _array_valued("it perturbs every entry of x, one Jacobian column "
+                                    "at a time"),
+    "check_hvp": _array_valued("its directions are the vectors: pass vectors=k for k "
+                               "random vectors"),
+}
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """The validated options of one check, built once at the public boundary.
+
+    Every public check builds one with :meth:`build` (which also rejects
+    options that do not apply to it, naming it and saying why) and passes it
+    inward. Values are normalised (``eps=1`` becomes ``1.0``); the rules
+    between options (``samples`` only with ``mode='sample'`` or ``'auto'``,
+    ...) hold for every instance.
+
+    Examples
+    --------
+    >>> CheckOptions.build("check", {"mode": "sample", "samples": 4}).samples
+    4
+    >>> CheckOptions.build("check_jvp", {"budget_s": 1.0})
+    Traceback (most recent call last):
+    ...
+    TypeError: check_jvp: budget_s= does not apply: it has no mode='auto'
+    """
+
+    mode: str = "full"
+    method: str = "central"
+    eps: float | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    samples: int | None = None
+    directions: int | None = None
+    seed: int = 0
+    backend: str = "auto"
+    workers: int | None = None
+    progress: bool | None = None
+    upcast: bool = True
+    budget_s: float | None = None
+    client: Any = None
+
+    def __post_init__(self) -> None:
+        from . import config
+
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        choice("mode", self.mode, config.MODES)
+        choice("method", self.method, config.METHODS)
+        choice("backend", self.backend, config.BACKENDS)
+        for name in ("eps", "budget_s"):
+            put(name, positive_float(name, getattr(self, name)))
+        for name in ("rtol", "atol"):
+            put(name, positive_float(name, getattr(self, name), allow_zero=True))
+        for name in ("samples", "directions", "workers"):
+            put(name, positive_int(name, getattr(self, name)))
+        put("seed", seed_value(self.seed))
+        if not isinstance(self.upcast, (bool, np.bool_)):
+            raise TypeError(f"upcast must be True or False, got {self.upcast!r}")
+        put("upcast", bool(self.upcast))
+        if self.progress is not None and not isinstance(self.progress, (bool, np.bool_)):
+            raise TypeError(f"progress must be True, False or None, got {self.progress!r}")
+        if self.client is not None and self.backend != "dask":
+            raise ValueError(f"client= is only used with backend='dask' "
+                             f"(backend={self.backend!r}); pass backend='dask' to evaluate "
+                             "the losses on that cluster")
+        if self.directions is not None and self.mode not in ("directional", "auto"):
+            raise ValueError(f"directions is only used with mode='directional' or "
+                             f"mode='auto' (mode={self.mode!r})")
+        if self.samples is not None and self.mode not in ("sample", "auto"):
+            raise ValueError(f"samples={self.samples} is only used with mode='sample' or "
+                             f"mode='auto' (mode={self.mode!r})")
+        if self.budget_s is not None and self.mode != "auto":
+            raise ValueError(f"budget_s={self.budget_s:g} is only used with mode='auto' "
+                             f"(mode={self.mode!r})")
+
+    @classmethod
+    def build(cls, caller: str, given: Mapping[str, Any],
+              defaults: Mapping[str, Any] | None = None) -> "CheckOptions":
+        """The options ``given`` to the public function ``caller``, validated.
+
+        Parameters
+        ----------
+        caller : str
+            The public function the user called (a key of :data:`NOT_APPLICABLE`);
+            every message names it.
+        given : mapping
+            The options the user passed (keywords of :func:`gradprobe.check`).
+        defaults : mapping, optional
+            ``caller``'s own defaults where they differ from ``check``'s.
+
+        Raises
+        ------
+        TypeError
+            An option ``check`` does not have, or one that does not apply to
+            ``caller`` (with the reason); a value of the wrong type.
+        ValueError
+            A bad value, or options that contradict each other.
+        """
+        unknown = [name for name in given if name not in CHECK_DEFAULTS]
+        if unknown:
+            raise TypeError(
+                f"{caller} got unexpected option(s) {', '.join(map(repr, unknown))}; the "
+                f"options of gradprobe.check are {', '.join(CHECK_DEFAULTS)}")
+        reasons = NOT_APPLICABLE[caller]
+        for name in given:
+            if name in reasons:
+                raise TypeError(f"{caller}: {name}= does not apply: {reasons[name]}")
+        values = {**(defaults or {}), **given}
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{caller}: {exc}") from None
+
+    def given(self, *names: str) -> dict[str, Any]:
+        """The options as keywords (those named, or all), e.g. to call a front end."""
+        return {name: getattr(self, name) for name in (names or CHECK_DEFAULTS)}

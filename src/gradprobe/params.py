@@ -8,7 +8,7 @@ results in the user's structure.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -18,12 +18,19 @@ from . import config
 Structure = Any  # np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]
 
 
-def _positional_names(f: Callable[..., Any], count: int) -> list[str] | None:
-    """Names of the first ``count`` positional parameters of ``f``, if knowable."""
+def signature_of(f: Callable[..., Any]) -> inspect.Signature | None:
+    """``f``'s signature (a Numba dispatcher's Python function's), or None if unknowable."""
     target = getattr(f, "py_func", f)  # numba dispatchers keep the Python function
     try:
-        signature = inspect.signature(target)
+        return inspect.signature(target)
     except (TypeError, ValueError):
+        return None
+
+
+def _positional_names(f: Callable[..., Any], count: int) -> list[str] | None:
+    """Names of the first ``count`` positional parameters of ``f``, if knowable."""
+    signature = signature_of(f)
+    if signature is None:
         return None
     names = []
     for p in signature.parameters.values():
@@ -66,6 +73,155 @@ def _as_param_array(value: Any, name: str) -> np.ndarray:
     return array
 
 
+#: A value ``f`` is called with: ``("lead", k)`` the k-th leading value (a
+#: cotangent or tangent), ``("param", i)`` parameter i, ``("arg", j)`` ``args[j]``.
+Slot = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class CallBinding:
+    """How a function of the parameters is called: positional slots, then keywords.
+
+    Built by :func:`bind_call`, the one rule every engine and every callable
+    (``f``, a ``grads`` callable, a vjp/jvp) is called by.
+
+    Attributes
+    ----------
+    positional : tuple of Slot
+        The positional arguments in call order.
+    keywords : tuple of (str, int)
+        ``(keyword, parameter index)`` for parameters passed by name.
+    """
+
+    positional: tuple[Slot, ...]
+    keywords: tuple[tuple[str, int], ...] = ()
+
+    def arguments(self, arrays: Sequence[Any], args: tuple,
+                  leading: tuple = ()) -> tuple[list[Any], dict[str, Any]]:
+        """The positional and keyword values of one call."""
+        pick = {"lead": leading, "param": arrays, "arg": args}
+        return ([pick[kind][i] for kind, i in self.positional],
+                {name: arrays[i] for name, i in self.keywords})
+
+    def call(self, f: Callable[..., Any], arrays: Sequence[Any], args: tuple,
+             leading: tuple = ()) -> Any:
+        """``f`` called on ``arrays`` (parameter order), ``args`` and ``leading``."""
+        positional, keywords = self.arguments(arrays, args, leading)
+        return f(*positional, **keywords)
+
+
+def bind_call(f: Callable[..., Any], kind: str, names: Sequence[str], nargs: int, *,
+              leading: int = 0, what: str = "f") -> CallBinding:
+    """How to call ``f`` with parameters (structure ``kind``, ``names``), ``nargs``
+    extra arguments and ``leading`` values first (a vjp's cotangent).
+
+    The rule: a tuple/list or single parameter is passed positionally, then
+    ``args`` (``f(*params, *args)``). Dict parameters bind by ``f``'s signature:
+    each key to the argument of that name, and ``args`` fill ``f``'s remaining
+    positional arguments in order (so ``def loss(W, b, X, y)`` takes
+    ``{"W": W, "b": b}`` with ``args=(X, y)``, and ``def loss(X, y, W, b)``
+    too: ``f(*args, **params)`` still works wherever it binds). Keys that are
+    not arguments of ``f`` go to its ``**kwargs``; without a signature (some
+    builtins), ``f(*args, **params)``.
+
+    Raises
+    ------
+    TypeError
+        When ``f``'s signature cannot take the call: the message says how
+        ``f`` is called and how to write it.
+
+    Examples
+    --------
+    >>> def loss(W, b, X, y): ...
+    >>> bind_call(loss, "dict", ["W", "b"], 2).positional
+    (('param', 0), ('param', 1), ('arg', 0), ('arg', 1))
+    >>> bind_call(lambda X, W: 0, "dict", ["W"], 1).positional
+    (('arg', 0), ('param', 0))
+    """
+    lead: list[Slot] = [("lead", k) for k in range(leading)]
+    data: list[Slot] = [("arg", j) for j in range(nargs)]
+    if kind != "dict":
+        binding = CallBinding(tuple(lead + [("param", i) for i in range(len(names))] + data))
+    else:
+        binding = _bind_dict(f, list(names), nargs, leading, what)
+    signature = signature_of(f)
+    if signature is not None and kind == "dict":
+        kinds = inspect.Parameter
+        named = {p.name for p in signature.parameters.values()
+                 if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)}
+        unknown = [n for n in names if n not in named]
+        if unknown and not any(p.kind == kinds.VAR_KEYWORD
+                               for p in signature.parameters.values()):
+            raise TypeError(_no_binding(f, signature, kind, names, nargs, leading, what,
+                                        f"it has no argument named {unknown[0]!r}"))
+    if signature is not None:
+        positional = [object()] * len(binding.positional)
+        try:
+            signature.bind(*positional, **{n: None for n, _ in binding.keywords})
+        except TypeError as exc:
+            raise TypeError(_no_binding(f, signature, kind, names, nargs, leading, what,
+                                        str(exc))) from None
+    return binding
+
+
+def _bind_dict(f: Callable[..., Any], names: list[str], nargs: int, leading: int,
+               what: str) -> CallBinding:
+    """Dict parameters by name, ``args`` in the remaining positional arguments."""
+    signature = signature_of(f)
+    lead: list[Slot] = [("lead", k) for k in range(leading)]
+    if signature is None:
+        return CallBinding(tuple(lead + [("arg", j) for j in range(nargs)]),
+                           tuple((n, i) for i, n in enumerate(names)))
+    where = {n: i for i, n in enumerate(names)}
+    kinds = inspect.Parameter
+    parameters = list(signature.parameters.values())
+    positional = [p for p in parameters if p.kind in (kinds.POSITIONAL_ONLY,
+                                                      kinds.POSITIONAL_OR_KEYWORD)]
+    slots: list[Slot] = list(lead)
+    keywords: list[tuple[str, int]] = []
+    placed: set[str] = set()
+    next_arg = 0
+    by_keyword = False  # an argument left to its default: later ones go by name
+    for p in positional[leading:]:
+        if p.name in where:
+            if by_keyword:
+                keywords.append((p.name, where[p.name]))
+            else:
+                slots.append(("param", where[p.name]))
+            placed.add(p.name)
+        elif next_arg < nargs and not by_keyword:
+            slots.append(("arg", next_arg))
+            next_arg += 1
+        else:  # left to its default, or missing (bind_call's check then says so)
+            by_keyword = True
+    if next_arg < nargs:  # more args than free positional arguments: to *args
+        slots += [("arg", j) for j in range(next_arg, nargs)]
+    keywords += [(n, where[n]) for n in names if n not in placed]
+    return CallBinding(tuple(slots), tuple(keywords))
+
+
+def _no_binding(f: Callable[..., Any], signature: inspect.Signature, kind: str,
+                names: Sequence[str], nargs: int, leading: int, what: str,
+                reason: str) -> str:
+    """The message for a function whose signature cannot take gradprobe's call."""
+    label = getattr(f, "__name__", type(f).__name__)
+    shown_f = f"{what} {label}{signature}"
+    if label == "<lambda>":
+        label, shown_f = what, f"{what}, a lambda {signature},"
+    lead = ["u"] if leading else []
+    data = [f"arg{j}" for j in range(nargs)]
+    shown = ", ".join(lead + list(names) + ["*args"] * bool(nargs))
+    given = f"{nargs} value(s) in args" if nargs else "no args"
+    if kind == "dict":
+        rule = (f"the dict's keys ({', '.join(names)}) bind to the arguments of those names "
+                f"and args fill its other positional arguments in order")
+    else:
+        rule = f"it is called as {what}({shown})"
+    return (f"{shown_f} cannot be called with the parameters "
+            f"({', '.join(names)}) and {given} ({reason}): {rule}. Write it as "
+            f"def {label}({', '.join(lead + list(names) + data)})")
+
+
 @dataclass(frozen=True)
 class ParamSet:
     """The user's parameters, validated and named.
@@ -86,6 +242,8 @@ class ParamSet:
     names: list[str]
     arrays: list[np.ndarray]
     sequence_type: type = tuple
+    #: id(f) -> (f, nargs, leading, what, CallBinding): each callable is bound once.
+    _bindings: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_user(cls, params: Structure, f: Callable[..., Any]) -> "ParamSet":
@@ -110,12 +268,21 @@ class ParamSet:
         return cls("single", names, [_as_param_array(params, names[0])])
 
     # -- calling f --------------------------------------------------------
-    def call(self, f: Callable[..., Any], arrays: Sequence[np.ndarray],
-             args: tuple) -> Any:
-        """Call ``f`` on ``arrays`` (same order as :attr:`names`) with the user's convention."""
-        if self.kind == "dict":
-            return f(*args, **dict(zip(self.names, arrays)))
-        return f(*arrays, *args)
+    def binding(self, f: Callable[..., Any], nargs: int, *, leading: int = 0,
+                what: str = "f") -> CallBinding:
+        """How ``f`` is called (:func:`bind_call`), computed once per callable."""
+        found = self._bindings.get(id(f))
+        if found is not None and found[0] is f and found[1:4] == (nargs, leading, what):
+            return found[4]
+        binding = bind_call(f, self.kind, self.names, nargs, leading=leading, what=what)
+        self._bindings[id(f)] = (f, nargs, leading, what, binding)
+        return binding
+
+    def call(self, f: Callable[..., Any], arrays: Sequence[np.ndarray], args: tuple, *,
+             leading: tuple = (), what: str = "f") -> Any:
+        """Call ``f`` on ``arrays`` (same order as :attr:`names`) by :func:`bind_call`'s rule."""
+        return self.binding(f, len(args), leading=len(leading), what=what).call(
+            f, arrays, args, leading)
 
     def rebuild(self, arrays: Sequence[np.ndarray]) -> Structure:
         """Arrange ``arrays`` in the structure the user gave ``params`` in."""

@@ -113,7 +113,9 @@ def draw_param(param: "ParamReport") -> Any:
     detail = f"max rel err {param.max_rel_error:.3g}"
     if param.diagnosis:
         detail += f"; {param.diagnosis.split(':')[0]}"
-    ax.set_title(f"{title}\n{detail}", fontsize=10)
+    where = failing_lines(np.asarray(param.failed_mask).reshape(rows, cols),
+                          columns="column" if len(param.shape) == 2 else "flat column")
+    ax.set_title("\n".join([title, detail] + ([where] if where else [])), fontsize=10)
     from matplotlib.ticker import MaxNLocator
 
     for axis, count in ((ax.xaxis, cols), (ax.yaxis, rows)):
@@ -127,6 +129,41 @@ def draw_param(param: "ParamReport") -> Any:
     return fig
 
 
+def _listed(values: np.ndarray, limit: int = config.PLOT_TITLE_INDICES) -> str:
+    shown = ", ".join(str(int(v)) for v in values[:limit])
+    return shown + (f", ... ({values.size} in all)" if values.size > limit else "")
+
+
+def failing_lines(mask: np.ndarray, columns: str = "column") -> str:
+    """Which rows and columns of a heatmap hold the failing entries, for its title.
+
+    A whole failing row or column is named as such; otherwise the rows and
+    columns that hold failures are listed ("" when nothing failed).
+
+    Examples
+    --------
+    >>> mask = np.zeros((3, 4), dtype=bool); mask[:, 2] = True
+    >>> failing_lines(mask)
+    'failing: column 2 (every row)'
+    >>> mask[:] = False; mask[1, 0] = mask[2, 3] = True
+    >>> failing_lines(mask)
+    'failing: rows 1, 2; columns 0, 3'
+    """
+    if not mask.any():
+        return ""
+    full_cols = np.flatnonzero(mask.all(axis=0))
+    full_rows = np.flatnonzero(mask.all(axis=1))
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    plural = "s" if cols.size > 1 else ""
+    if full_cols.size and full_cols.size == cols.size:
+        return f"failing: {columns}{plural} {_listed(full_cols)} (every row)"
+    if full_rows.size and full_rows.size == rows.size:
+        return f"failing: row{'s' if rows.size > 1 else ''} {_listed(full_rows)} (every column)"
+    return (f"failing: row{'s' if rows.size > 1 else ''} {_listed(rows)}; "
+            f"{columns}{plural} {_listed(cols)}")
+
+
 def plot_report(report: "CheckReport", path: str | os.PathLike | None = None) -> dict[str, Any]:
     """Heatmaps of every plottable parameter of ``report``.
 
@@ -135,7 +172,10 @@ def plot_report(report: "CheckReport", path: str | os.PathLike | None = None) ->
     report : CheckReport
     path : str or path-like, optional
         A directory (created if missing): each figure is written there as
-        ``<parameter>.png``.
+        ``<parameter>.png``. Or a file name with a suffix matplotlib can
+        write (``report.png``, ``.pdf``, ``.svg``, ...): one figure per file,
+        ``report.png`` for one parameter, ``report_W1.png``,
+        ``report_W2.png`` (the parameter's name before the suffix) for several.
 
     Returns
     -------
@@ -154,19 +194,31 @@ def plot_report(report: "CheckReport", path: str | os.PathLike | None = None) ->
     >>> with tempfile.TemporaryDirectory() as d:
     ...     [p.name for p in plot_report(r, d).values()]
     ['W.png']
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     [p.name for p in plot_report(r, os.path.join(d, "check.pdf")).values()]
+    ['check.pdf']
     """
     names = [name for name, p in report.params.items() if plottable(p)]
     figures = {name: draw_param(report.params[name]) for name in names}
     if path is None:
         return figures
-    directory = Path(path)
-    directory.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, fig in figures.items():
-        target = directory / f"{_file_name(name)}.png"
-        fig.savefig(target)
+    for name, target in _targets(Path(path), list(figures)).items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        figures[name].savefig(target)
         written[name] = target
     return written
+
+
+def _targets(path: Path, names: list[str]) -> dict[str, Path]:
+    """Where each figure goes: ``path/<name>.png`` for a folder; for a file name,
+    the file itself (one figure) or ``<stem>_<name><suffix>`` (several)."""
+    if path.is_dir() or not path.suffix:
+        return {name: path / f"{_file_name(name)}.png" for name in names}
+    if len(names) == 1:
+        return {names[0]: path}
+    return {name: path.with_name(f"{path.stem}_{_file_name(name)}{path.suffix}")
+            for name in names}
 
 
 def _file_name(name: str) -> str:

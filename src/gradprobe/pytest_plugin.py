@@ -79,8 +79,9 @@ class GradCheck:
         Returns the report when the check passes.
         """
         __tracebackhide__ = True  # the failure points at the test, not at this wrapper
-        from .api import check
+        from .api import run_check
         from .errors import GradientCheckError
+        from .options import CheckOptions
 
         merged = dict(self.defaults)
         if "mode" in options and "mode" in merged and options["mode"] != merged["mode"]:
@@ -88,7 +89,8 @@ class GradCheck:
             for key in ("samples", "directions", "budget_s"):
                 merged.pop(key, None)
         merged.update(options)
-        report = check(f, params, grads, **merged)
+        args = merged.pop("args", ())
+        report = run_check(f, params, grads, args, CheckOptions.build("gradcheck", merged))
         if not report.passed:
             raise GradientCheckError(report)  # raised here: the traceback ends in the test
         return report

@@ -369,6 +369,20 @@ def _directional_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _shown_rel_error(p: ParamReport) -> str:
+    """The table's "max rel err": over entries where the analytic or the numeric
+    value is larger than ``atol`` and the error bar. An entry that is zero on
+    both sides up to those (a gradient that is exactly 0, its estimate rounding
+    noise) has no meaningful relative error; when every entry is like that, "-"."""
+    scale = np.maximum(np.abs(p.analytic_flat), np.abs(p.numeric_flat))
+    floor = np.maximum(p.atol, np.nan_to_num(np.asarray(p.error_bar_flat, dtype=np.float64),
+                                             nan=0.0))
+    meaningful = p._smooth & ((scale > floor) | ~np.isfinite(p.rel_error_flat))
+    if not meaningful.any():
+        return "-"
+    return _fmt(float(p.rel_error_flat[meaningful].max()))
+
+
 def render(report: CheckReport) -> str:
     """The text form of a report: a header, a table, the worst entries."""
     status = "PASSED" if report.passed else f"FAILED: {report.failed} entries"
@@ -383,7 +397,7 @@ def render(report: CheckReport) -> str:
         pos = p._worst_position
         rows.append([
             p.name, str(p.shape), p.dtype, f"{p.checked:,}", f"{p.failed:,}", str(len(p.kinks)),
-            _fmt(p.max_abs_error), _fmt(p.max_rel_error),
+            _fmt(p.max_abs_error), _shown_rel_error(p),
             "-" if p.worst_index is None else str(p.worst_index),
             "-" if pos is None else _fmt(float(p.analytic_flat[pos])),
             "-" if pos is None else _fmt(float(p.numeric_flat[pos])),

@@ -63,6 +63,28 @@ def step_size(x: np.ndarray, method: str, noise_rel: float,
     return np.exp2(np.floor(np.log2(ideal)))
 
 
+def one_sided_slope(f0: float | np.ndarray, x: np.ndarray, near: np.ndarray,
+                    f_near: np.ndarray, far: np.ndarray, f_far: np.ndarray) -> np.ndarray:
+    """One-sided derivative at ``x`` from two points on the same side of it.
+
+    The derivative at ``x`` of the parabola through ``(x, f0)``,
+    ``(near, f_near)`` and ``(far, f_far)``: exact for a quadratic piece, so a
+    kink's one-sided derivatives carry no ``h f''`` truncation (a first-order
+    quotient ``(f(x+h) - f(x)) / h`` misses by ``h f'' / 2``, enough to put an
+    analytic value that sits on one side of a kink outside the bracket).
+
+    Examples
+    --------
+    >>> x = np.array([0.0]); f = lambda t: np.where(t > 0, 3 * t + t * t, -t)
+    >>> near, far = np.array([0.25]), np.array([0.5])
+    >>> one_sided_slope(0.0, x, near, f(near), far, f(far))
+    array([3.])
+    """
+    d_near, d_far = near - x, far - x
+    s_near, s_far = (f_near - f0) / d_near, (f_far - f0) / d_far
+    return (s_near * d_far - s_far * d_near) / (d_far - d_near)
+
+
 @dataclass(frozen=True)
 class Estimate:
     """Derivative estimates at a set of entries.
@@ -74,8 +96,10 @@ class Estimate:
     error_bar : ndarray
         Bound on its rounding plus truncation error.
     left, right : ndarray or None
-        One-sided derivatives ``(f(x) - f(x-h)) / h`` and ``(f(x+h) - f(x)) / h``
-        where the stencil has both sides (used to recognise kinks).
+        One-sided derivatives where the stencil has both sides (used to
+        recognise kinks): ``(f(x) - f(x-h)) / h`` and ``(f(x+h) - f(x)) / h``
+        for the central method; second order (:func:`one_sided_slope` through
+        ``x``, ``x +- h``, ``x +- 2h``) for Richardson's.
     """
 
     value: np.ndarray
@@ -182,6 +206,10 @@ class Stencil:
         d2_span = p[:, 2] - p[:, 3]
         d2 = (losses[:, 2] - losses[:, 3]) / d2_span
         value = d1 + (d1 - d2) / 3.0
+        # Kinks are judged on second-order one-sided derivatives: where f is
+        # piecewise quadratic (ReLU inside a squared error) they are exact.
+        right = one_sided_slope(f0, x, p[:, 0], losses[:, 0], p[:, 2], losses[:, 2])
+        left = one_sided_slope(f0, x, p[:, 1], losses[:, 1], p[:, 3], losses[:, 3])
         # |d1 - d2| / 3 estimates the error of d1, an upper bound for the
         # extrapolated value's; it is taken 1.5 times, so that d1 itself (the
         # right value when only the outer points cross a kink) lies inside the

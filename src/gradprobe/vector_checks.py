@@ -35,7 +35,7 @@ import numpy as np
 
 from . import config
 from .api import check
-from .options import choice, positive_float, seed_value
+from .options import CheckOptions, choice, positive_float, seed_value
 from .diagnosis import diagnose_all
 from .params import ParamSet, _as_param_array, _positional_names, loss_value
 from .problem import format_entry
@@ -57,11 +57,6 @@ DEFAULT_DIRECTIONS = 3
 HVP_INNER_STEP_POWER = 0.25
 #: Seeds of the random directions (mixed with the user's ``seed``).
 _SEED_TAGS = {"cotangents": 0x636F74, "tangents": 0x74616E, "vectors": 0x766563}
-#: Options of :func:`gradprobe.check` that :func:`check_vjp` passes through.
-_CHECK_OPTIONS = ("mode", "method", "eps", "rtol", "atol", "samples", "directions",
-                  "backend", "workers", "progress", "client")
-
-
 # -- validation ---------------------------------------------------------------------
 
 def _callable(name: str, value: Any) -> None:
@@ -274,13 +269,12 @@ def _directions(value: Any, kind: str, names: Sequence[str],
     return out
 
 
-def _call_with(fn: Callable[..., Any], leading: Any, paramset: ParamSet, args: tuple) -> Any:
-    """``fn(leading, *inputs, *args)`` (``fn(leading, *args, **inputs)`` for a dict),
-    on copies of the inputs."""
+def _call_with(fn: Callable[..., Any], leading: Any, paramset: ParamSet, args: tuple,
+               what: str) -> Any:
+    """``fn(leading, *inputs, *args)`` on copies of the inputs (dict inputs bind by
+    name, :func:`gradprobe.params.bind_call`)."""
     copies = [a.copy() for a in paramset.arrays]
-    if paramset.kind == "dict":
-        return fn(leading, *args, **dict(zip(paramset.names, copies)))
-    return fn(leading, *copies, *args)
+    return paramset.call(fn, copies, args, leading=(leading,), what=what)
 
 
 # -- merging per-direction reports --------------------------------------------------
@@ -386,12 +380,12 @@ def check_vjp(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], *,
     Parameters
     ----------
     f : callable
-        ``f(*inputs, *args) -> array`` (``f(*args, **inputs)`` for a dict;
-        ``f(x, *args)`` for one array).
+        ``f(*inputs, *args) -> array`` (``f(x, *args)`` for one array; dict
+        inputs bind to ``f``'s arguments by name, ``args`` to the others).
     inputs : ndarray, tuple/list of ndarray, or dict of str to ndarray
         The point. Never modified.
     vjp : callable
-        ``vjp(u, *inputs, *args)`` (``vjp(u, *args, **inputs)`` for a dict)
+        ``vjp(u, *inputs, *args)`` (dict inputs by name, as for ``f``)
         returns the gradients for every input, in the structure of ``inputs``.
     cotangents : ndarray, list of ndarray, or int, optional
         The cotangents ``u``: one array of ``f``'s output shape, a list of
@@ -405,8 +399,10 @@ def check_vjp(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], *,
     upcast : bool
         Evaluate float16/float32 inputs in float64 when ``f`` accepts it.
     **options
-        Passed to :func:`gradprobe.check`: ``mode``, ``method``, ``eps``,
-        ``rtol``, ``atol``, ``samples``, ``backend``, ``workers``, ...
+        Every option of :func:`gradprobe.check` (``mode``, ``method``, ``eps``,
+        ``rtol``, ``atol``, ``samples``, ``directions``, ``budget_s``,
+        ``backend``, ``workers``, ``progress``, ``client``), used for each
+        cotangent's check.
 
     Returns
     -------
@@ -438,14 +434,20 @@ def check_vjp(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], *,
     >>> check_vjp(f, (x, W), wrong).params["W"].failed_indices
     [(1, 2)]
     """
+    opts = CheckOptions.build("check_vjp", {"seed": seed, "upcast": upcast, **options})
+    return vjp_check(f, inputs, vjp, cotangents, args, opts)
+
+
+def vjp_check(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], cotangents: Any,
+              args: Any, opts: CheckOptions) -> CheckReport:
+    """:func:`check_vjp` on options validated by the public function called
+    (:func:`check_vjp` or :func:`gradprobe.check_layer`)."""
+    from .api import run_check
+
     start = time.perf_counter()
     _callable("f", f)
     _callable("vjp", vjp)
-    unknown = sorted(set(options) - set(_CHECK_OPTIONS))
-    if unknown:
-        raise TypeError(f"check_vjp got unexpected option(s) {', '.join(map(repr, unknown))}; "
-                        f"options passed to gradprobe.check are {', '.join(_CHECK_OPTIONS)}")
-    args, seed, upcast = _args(args), _seed(seed), _upcast(upcast)
+    args, seed = _args(args), opts.seed
     paramset = _inputs(inputs, f)
     y = output_array(paramset.call(f, [a.copy() for a in paramset.arrays], args), what="f",
                      context="at the unperturbed point", shape=None)
@@ -461,11 +463,11 @@ def check_vjp(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], *,
     runs: list[CheckReport] = []
     for k, (u,) in enumerate(us):
         label = f"cotangents[{k}]"
-        grads = _match(_call_with(vjp, u.copy(), paramset, args), paramset.kind, names,
-                       shapes, what=f"vjp({label}, ...)", noun="input")
+        grads = _match(_call_with(vjp, u.copy(), paramset, args, "vjp"), paramset.kind,
+                       names, shapes, what=f"vjp({label}, ...)", noun="input")
         loss = _projection(f, paramset, u, y.shape, label)
-        runs.append(check(loss, dict(zip(names, paramset.arrays)), dict(zip(names, grads)),
-                          args=args, seed=seed, upcast=upcast, **options))
+        runs.append(run_check(loss, dict(zip(names, paramset.arrays)),
+                              dict(zip(names, grads)), args, opts))
     params = merge_runs([r.params for r in runs])
     given = cotangents is not None and not isinstance(cotangents, numbers.Integral)
     notes = [f"vector-Jacobian products along {_how_many(len(us), 'cotangent', given, seed)}:"
@@ -515,7 +517,8 @@ def _projection(f: Callable[..., Any], paramset: ParamSet, u: np.ndarray,
 def check_jvp(f: Callable[..., Any], inputs: Any, jvp: Callable[..., Any], *,
               tangents: Any = None, args: tuple = (), method: str = "central",
               eps: float | None = None, rtol: float | None = None, atol: float | None = None,
-              seed: int = 0, upcast: bool = True, backend: str = "auto") -> CheckReport:
+              seed: int = 0, upcast: bool = True, backend: str = "auto",
+              **options: Any) -> CheckReport:
     """Check a Jacobian-vector product (a forward-mode derivative) against differences of f.
 
     For each tangent ``t`` (one array per input), ``jvp(t, *inputs)`` is
@@ -555,6 +558,9 @@ def check_jvp(f: Callable[..., Any], inputs: Any, jvp: Callable[..., Any], *,
         Evaluate float16/float32 inputs in float64 when ``f`` accepts it.
     backend : {"auto", "python"}
         Differences of array-valued functions run on the Python engine.
+    **options
+        Other options of :func:`gradprobe.check` do not apply here (the
+        error says why: ``workers``, ``progress``, ``mode``, ...).
 
     Returns
     -------
@@ -577,6 +583,8 @@ def check_jvp(f: Callable[..., Any], inputs: Any, jvp: Callable[..., Any], *,
     [(1,)]
     """
     start = time.perf_counter()
+    CheckOptions.build("check_jvp", dict(method=method, eps=eps, rtol=rtol, atol=atol, seed=seed,
+                       upcast=upcast, backend=backend, **options))
     _callable("f", f)
     _callable("jvp", jvp)
     eps, rtol, atol, seed, upcast, args = _vector_options(method, eps, rtol, atol, seed,
@@ -589,7 +597,8 @@ def check_jvp(f: Callable[..., Any], inputs: Any, jvp: Callable[..., Any], *,
                      arg="tangents", seed=seed)
     analytic = []
     for k, t in enumerate(ts):
-        raw = _call_with(jvp, paramset.rebuild([a.copy() for a in t]), paramset, args)
+        raw = _call_with(jvp, paramset.rebuild([a.copy() for a in t]), paramset, args,
+                         "jvp")
         analytic.append(_match(raw, "single", ["output"], [vf.out_shape],
                                what=f"jvp(tangents[{k}], ...)", noun="output")[0])
     runs = _line_runs(vf, ts, analytic, name="output", dtype=vf.out_dtype, method=method,
@@ -669,7 +678,8 @@ def _subset(estimate: Estimate, positions: np.ndarray) -> Estimate:
 def check_jacobian(f: Callable[..., Any], x: Any, jac: Any, *, args: tuple = (),
                    method: str = "central", eps: float | None = None,
                    rtol: float | None = None, atol: float | None = None, seed: int = 0,
-                   upcast: bool = True, backend: str = "auto") -> CheckReport:
+                   upcast: bool = True, backend: str = "auto",
+                   **options: Any) -> CheckReport:
     """Check a full Jacobian against differences of f, one column per input entry.
 
     Entry ``x[j]`` is perturbed by ``±h`` (the scalar check's step for it);
@@ -685,7 +695,7 @@ def check_jacobian(f: Callable[..., Any], x: Any, jac: Any, *, args: tuple = (),
     jac : ndarray or callable
         The Jacobian, of shape ``f(x).shape + x.shape`` (``jac[i..., j...]`` is
         ``d f[i...] / d x[j...]``), or ``jac(x, *args)`` returning it.
-    args, method, eps, rtol, atol, seed, upcast, backend
+    args, method, eps, rtol, atol, seed, upcast, backend, **options
         As in :func:`check_jvp` (``eps`` is the absolute step of every entry).
 
     Returns
@@ -713,6 +723,9 @@ def check_jacobian(f: Callable[..., Any], x: Any, jac: Any, *, args: tuple = (),
     'localized: 1 entry of 6 wrong: output[1] / x[2]'
     """
     start = time.perf_counter()
+    CheckOptions.build("check_jacobian", dict(method=method, eps=eps, rtol=rtol, atol=atol,
+                                              seed=seed, upcast=upcast, backend=backend,
+                                              **options))
     _callable("f", f)
     eps, rtol, atol, seed, upcast, args = _vector_options(method, eps, rtol, atol, seed,
                                                           upcast, backend, args)
@@ -865,7 +878,8 @@ def check_hvp(f: Callable[..., Any] | None, x: Any, hvp: Callable[..., Any], *,
               grad: Callable[..., Any] | None = None, vectors: Any = None, args: tuple = (),
               method: str = "central", eps: float | None = None, rtol: float | None = None,
               atol: float | None = None, seed: int = 0, upcast: bool = True,
-              backend: str = "auto") -> CheckReport:
+              backend: str = "auto",
+              **options: Any) -> CheckReport:
     """Check Hessian-vector products of a scalar function (Newton, trust-region, CG).
 
     With ``grad``, ``hvp(v, x)`` is compared with ``(grad(x + h v) - grad(x - h v)) / 2h``,
@@ -888,7 +902,7 @@ def check_hvp(f: Callable[..., Any] | None, x: Any, hvp: Callable[..., Any], *,
     vectors : ndarray, list of ndarray, or int, optional
         The vectors ``v``: one array of ``x``'s shape, several, or how many
         to draw. Default: ``DEFAULT_DIRECTIONS`` standard-normal draws (seeded).
-    args, method, eps, rtol, atol, seed, upcast, backend
+    args, method, eps, rtol, atol, seed, upcast, backend, **options
         As in :func:`check_jvp`.
 
     Returns
@@ -919,6 +933,8 @@ def check_hvp(f: Callable[..., Any] | None, x: Any, hvp: Callable[..., Any], *,
     False
     """
     start = time.perf_counter()
+    CheckOptions.build("check_hvp", dict(method=method, eps=eps, rtol=rtol, atol=atol, seed=seed,
+                       upcast=upcast, backend=backend, **options))
     if f is None and grad is None:
         raise TypeError("f must be callable (it may be None only when grad is given)")
     if f is not None:

@@ -1,8 +1,9 @@
 """The Numba engine: every perturbed loss of a ``numba.njit`` loss in one parallel kernel.
 
 ``f`` keeps its natural signature: the kernel calls it with the parameters
-and ``args`` exactly as the Python engine does (dict parameters are mapped to
-``f``'s positional parameters by name, since compiled code has no
+and ``args`` exactly as the Python engine does, by the one binding rule of
+:func:`gradprobe.params.bind_call` (dict parameters go to ``f``'s
+arguments of those names, positionally, since compiled code has no
 ``**kwargs``). Entries are split into chunks; each chunk copies the
 parameters once, then perturbs one entry at a time, calls ``f`` and restores
 the entry (:mod:`.numba_kernel`). ``f`` runs as the same compiled code the
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from .. import config
+from ..params import loss_value
 from .base import batch_rows
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ class _Plan:
     point_dtype: np.dtype         # float64 or complex128 (exact for every working dtype)
     kernel: Any                   # compiled numba_kernel.evaluate_chunks
     parallel: bool
+    f: Any = None                 # what the kernel calls: f, or f's size-1 result's entry
     notes: list[str] = field(default_factory=list)
 
 
@@ -114,7 +117,7 @@ class NumbaEngine:
                 bounds = (np.arange(chunks + 1, dtype=np.int64) * rows) // chunks
                 failed = np.zeros(chunks, dtype=np.int64)
                 with _launch_guard():
-                    plan.kernel(problem.f, plan.param_slot[param], entries[lo:hi],
+                    plan.kernel(plan.f, plan.param_slot[param], entries[lo:hi],
                                 wide[lo:hi], out[lo:hi], failed, bounds, plan.slots,
                                 plan.roles)
                 problem.evaluations += rows * m
@@ -186,50 +189,26 @@ def _threading_layer() -> str:
 def call_layout(problem: "Problem") -> list[tuple[str, int]]:
     """``f``'s positional arguments in call order: ``("param", i)`` or ``("arg", j)``.
 
-    Tuple/list/single parameters come first, then ``args`` (``f(*params,
-    *args)``). Dict parameters are matched by name to ``f``'s positional
-    parameters after the ones ``args`` fills (``f(*args, **params)``).
+    The binding every engine uses (:func:`gradprobe.params.bind_call`): dict
+    parameters by ``f``'s argument names, ``args`` in the remaining positional
+    arguments in order.
 
     Raises
     ------
     TypeError
-        When a dict key is not a positional parameter of ``f``, or a
-        positional parameter of ``f`` without default is not supplied.
+        When the binding passes a parameter by keyword (compiled code calls
+        ``f`` positionally), or ``f`` cannot take the call at all.
     """
-    paramset, nargs = problem.paramset, len(problem.args)
-    if paramset.kind != "dict":
-        return ([("param", i) for i in range(len(paramset.names))]
-                + [("arg", j) for j in range(nargs)])
-    pysig = inspect.signature(problem.f.py_func)
-    positional = [p for p in pysig.parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    where = {name: i for i, name in enumerate(paramset.names)}
-    layout = [("arg", j) for j in range(min(nargs, len(positional)))]
-    for p in positional[:nargs]:
-        if p.name in where:
-            raise TypeError(
-                f"parameter {p.name!r}: f's argument {p.name!r} is already filled by "
-                f"args (f is called as f(*args, **params)); backend='numba' maps dict "
-                "parameters to f's positional parameters by name")
-    placed: set[str] = set()
-    for p in positional[nargs:]:
-        if p.name in where:
-            layout.append(("param", where[p.name]))
-            placed.add(p.name)
-        elif p.default is inspect.Parameter.empty:
-            raise TypeError(
-                f"backend='numba': f's argument {p.name!r} is neither in args nor a key "
-                f"of params ({', '.join(paramset.names)})")
-        else:
-            break  # f's own defaults from here on
-    missing = [n for n in paramset.names if n not in placed]
-    if missing:
+    binding = problem.paramset.binding(problem.f, len(problem.args))
+    if binding.keywords:
+        name = binding.keywords[0][0]
         raise TypeError(
-            f"parameter {missing[0]!r} is not a positional parameter of f "
-            f"{pysig} after the {nargs} argument(s) given in args; backend='numba' "
-            "passes dict parameters positionally (compiled code has no **kwargs), so "
-            "every key must name one of f's parameters, in a run without gaps")
-    return layout
+            f"parameter {name!r} is not a positional parameter of f "
+            f"{inspect.signature(problem.f.py_func)} before the arguments it leaves to "
+            "their defaults, so it would be passed by keyword; backend='numba' calls f "
+            "positionally (compiled code has no **kwargs): give every dict key a "
+            "positional argument of f in a run without gaps, or use backend='python'")
+    return list(binding.positional)
 
 
 def _make_plan(problem: "Problem") -> _Plan:
@@ -268,6 +247,12 @@ def _make_plan(problem: "Problem") -> _Plan:
         raise TypeError(f"backend='numba': f has no compiled version for parameters "
                         f"{params} with argument types ({described})")
     out_dtype = _check_return_type(signature.return_type, problem, params)
+    kernel_f = f
+    if isinstance(signature.return_type, types.Array):
+        # a size-1 array is a scalar loss on every engine (params.loss_value's rule;
+        # the base point has checked the size): the kernel reads its one entry
+        kernel_f = _entry_of_size_one(f)
+        signature = typing.resolve_function_type(types.Dispatcher(kernel_f), argtypes, {})
 
     notes: list[str] = []
     slots, roles = [], []
@@ -285,11 +270,11 @@ def _make_plan(problem: "Problem") -> _Plan:
     # An f that runs parallel regions itself gets the threads, as it does when
     # the Python engine calls it: nesting would change its reductions' order
     # (and abort under the workqueue threading layer).
-    parallel = not _launches_parallel(f, signature)
+    parallel = not _launches_parallel(f, None if kernel_f is not f else signature)
     if not parallel:
         notes.append("entries evaluated one after another: f runs Numba parallel regions "
                      "itself, and each evaluation uses the threads")
-    pointer_ok = signature.is_precise() and not any(
+    pointer_ok = kernel_f is f and signature.is_precise() and not any(
         isinstance(t, types.Omitted) for t in signature.args)
     fixed = tuple(numba.typeof(v) for v in (
         np.empty(1, np.int64), np.empty((1, 1), point_dtype), np.empty((1, 1), out_dtype),
@@ -301,7 +286,7 @@ def _make_plan(problem: "Problem") -> _Plan:
                 for p in ((True, False) if parallel else (False,))]
     first_error: Exception | None = None
     for run_parallel, as_pointer in attempts:
-        ftype = types.FunctionType(signature) if as_pointer else types.Dispatcher(f)
+        ftype = types.FunctionType(signature) if as_pointer else types.Dispatcher(kernel_f)
         argsig = (ftype, types.int64) + fixed
         try:
             if as_pointer:
@@ -316,7 +301,7 @@ def _make_plan(problem: "Problem") -> _Plan:
             notes.append("entries evaluated on one thread: Numba could not pass f's "
                          f"arguments ({described}) into a parallel region")
         return _Plan(slots_t, roles_t, param_slot, out_dtype, point_dtype, kernel,
-                     run_parallel, notes)
+                     run_parallel, f=kernel_f, notes=notes)
     raise TypeError(
         f"backend='numba' could not compile the evaluation kernel for parameters {params} "
         f"with argument types ({described}): {_first_lines(first_error)}; "
@@ -334,20 +319,38 @@ def _check_return_type(rtype: Any, problem: "Problem", params: str) -> np.dtype:
         return np.dtype(np.complex128)
     if isinstance(rtype, (types.Float, types.Integer)):
         return _result_dtype(problem)
-    if isinstance(rtype, types.Array):
-        raise ValueError(
-            f"f returns an array ({rtype}) for parameters {params}; backend='numba' needs "
-            "a scalar loss: return a number (sum or average the outputs into the loss "
-            "you train on, e.g. np.sum(...) or out[0])")
+    if isinstance(rtype, types.Array) and isinstance(rtype.dtype, (types.Float, types.Integer,
+                                                                  types.Complex)):
+        # a size-1 array (checked at the base point, as on every engine)
+        return _check_return_type(rtype.dtype, problem, params)
     raise TypeError(f"f returns {rtype} for parameters {params}; it must return a "
                     "scalar loss (a float)")
+
+
+def _entry_of_size_one(f: Any) -> Any:
+    """An njit function returning the one entry of ``f``'s size-1 array result.
+
+    Compiled per ``f`` (a closure cannot be cached). A result of another size
+    raises, and the engine then re-evaluates the point from Python, where
+    :func:`gradprobe.params.loss_value` names it.
+    """
+    import numba
+
+    @numba.njit(**{k: v for k, v in config.NUMBA_KERNEL_OPTIONS.items() if k != "cache"})
+    def entry(*arguments):  # pragma: no cover - compiled
+        value = f(*arguments)
+        if value.size != 1:
+            raise ValueError("f returned an array of more than one entry")
+        return value.ravel()[0]
+
+    return entry
 
 
 def _launches_parallel(f: Any, signature: Any) -> bool:
     """True when ``f`` (or a function it calls) runs a Numba parallel region."""
     if f.targetoptions.get("parallel"):
         return True
-    compiled = f.overloads.get(tuple(signature.args))
+    compiled = f.overloads.get(tuple(signature.args)) if signature is not None else None
     candidates = [compiled] if compiled is not None else list(f.overloads.values())
     try:
         return any("numba_parallel_for" in c.library.get_llvm_str() for c in candidates)
@@ -373,7 +376,9 @@ def _reraise(problem: "Problem", param: int, entries: np.ndarray, points: np.nda
     row, col = divmod(code, points.shape[1])
     arrays = [a.copy() for a in problem.working]
     arrays[param].reshape(-1)[entries[row]] = points[row, col]
-    problem.paramset.call(problem.f, arrays, problem.args)
+    context = problem.describe_point(param, int(entries[row]), points[row, col])
+    loss_value(problem.paramset.call(problem.f, arrays, problem.args), context=context,
+               allow_complex=True)  # a result that is no scalar loss is named here
     raise RuntimeError(
         f"f raised an exception inside the Numba kernel "
         f"{problem.describe_point(param, int(entries[row]), points[row, col])}, but not when "

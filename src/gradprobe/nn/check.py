@@ -21,7 +21,7 @@ import numpy as np
 from .. import config
 from ..diagnosis import diagnose_all
 from ..estimation import select_entries
-from ..options import choice, positive_float, positive_int, seed_value
+from ..options import CheckOptions, choice, positive_float, positive_int, seed_value
 from ..report import CheckReport, ParamReport
 from ..stencils import Stencil
 from ..verdict import compare_param
@@ -142,7 +142,8 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
                 method: str = "central", eps: float | None = None, rtol: float | None = None,
                 atol: float | None = None, samples: int | None = None, seed: int = 0,
                 upcast: bool = True, workers: int | None = None,
-                backend: str = "auto") -> CheckReport:
+                backend: str = "auto", progress: bool | None = None,
+                **options: Any) -> CheckReport:
     """Check a model's gradients entry by entry against structured finite differences.
 
     Parameters
@@ -177,6 +178,12 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
         Numba ("auto"), or their C twin (needs the optional C kernel). The two
         sum in the same order, so they agree to the last bit or within the
         error bars; checking with both lets each implementation check the other.
+    progress : bool, optional
+        Show a progress bar over the parameters' entries (default: off; the
+        structured check takes milliseconds per million entries).
+    **options
+        Other options of :func:`gradprobe.check` (``directions``,
+        ``budget_s``, ``client``) do not apply here: the error says why.
 
     Returns
     -------
@@ -205,6 +212,12 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
     [(3, 1)]
     """
     start = time.perf_counter()
+    if isinstance(model, Sequential):  # a bad model is named by _validate
+        CheckOptions.build("check_model", dict(
+            mode=mode if mode in config.MODES else "full", method=method
+            if method in config.METHODS else "central", eps=eps, rtol=rtol, atol=atol,
+            samples=samples if mode == "sample" else None, seed=seed, upcast=upcast,
+            workers=workers, progress=progress, **options))
     eps, workers, kernels = _validate(model, method, eps, upcast, workers, seed, backend)
     choice("mode", mode, MODES)
     rtol = positive_float("rtol", rtol, allow_zero=True)
@@ -229,6 +242,13 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
         reports: dict[str, ParamReport] = {}
         evaluations = 1
         names = list(params)
+        bar = None
+        if progress:
+            from ..progress import make_bar
+
+            total = sum(min(samples, params[n].size) if mode == "sample" else params[n].size
+                        for n in names)
+            bar = make_bar(total, "gradprobe check_model")
         for pos in model.dense_positions:
             chosen = {}
             for name in (f"{pos}.W", f"{pos}.b"):
@@ -247,6 +267,10 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
                     name, params[name].shape, params[name].dtype, entries, grad_arrays[name],
                     est, rtol=rtol, atol=atol, refine=refine,
                     kink_probe=kink_prober(plan, pos, name, entries, eps))
+                if bar is not None:
+                    bar.update(int(entries.size))
+        if bar is not None:
+            bar.close()
     reports = {name: reports[name] for name in names}
     diagnose_all(reports)
     notes = ["structured evaluation: every perturbed loss is a difference from one cached "
