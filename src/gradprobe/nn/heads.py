@@ -35,7 +35,6 @@ import numpy as np
 
 from .. import config
 from . import constants
-from .head_kernels import finish_mse, finish_softmax
 from .plan import Plan
 
 
@@ -81,10 +80,10 @@ def mse_head(plan: Plan, pos: int, method: str, steps: np.ndarray | None,
     bar = np.empty((n_i, n_j))
     use = steps is not None
     steps_arr = np.ascontiguousarray(steps, dtype=np.float64) if use else np.zeros((1, 1))
-    finish_mse(S, Q, xn, rn, rhon, steps_arr, float(h0), int(use),
-                constants.METHOD_CODES[method], plan.loss.scale, plan.eps,
-                2.0 + math.sqrt(xa.shape[0]), config.NOISE_SAFETY, config.NOISE_FLOOR_ULPS,
-                value, bar)
+    plan.kernels.finish_mse(S, Q, xn, rn, rhon, steps_arr, float(h0), int(use),
+                            constants.METHOD_CODES[method], plan.loss.scale, plan.eps,
+                            2.0 + math.sqrt(xa.shape[0]), config.NOISE_SAFETY,
+                            config.NOISE_FLOOR_ULPS, value, bar)
     return HeadResult(value, bar, np.zeros(0, dtype=np.int64))
 
 
@@ -181,11 +180,12 @@ def softmax_head(plan: Plan, pos: int, method: str, steps: np.ndarray | None,
     V = np.empty((n_i, n_j))
     plan.kernels.contract(L, R, V)
     bar = np.empty((n_i, n_j))
-    finish_softmax(V, np.ascontiguousarray(ln), np.ascontiguousarray(rn), dn, rhon,
-                    np.ascontiguousarray(trunc), np.ascontiguousarray(tail), float(h0),
-                    plan.loss.scale, plan.eps, constants.METHOD_CODES[method],
-                    2.0 + math.sqrt(L.shape[0]), config.NOISE_SAFETY,
-                    config.NOISE_FLOOR_ULPS, V, bar)
+    plan.kernels.finish_softmax(V, np.ascontiguousarray(ln), np.ascontiguousarray(rn), dn,
+                                rhon, np.ascontiguousarray(trunc),
+                                np.ascontiguousarray(tail), float(h0), plan.loss.scale,
+                                plan.eps, constants.METHOD_CODES[method],
+                                2.0 + math.sqrt(L.shape[0]), config.NOISE_SAFETY,
+                                config.NOISE_FLOOR_ULPS, V, bar)
     redo = np.zeros(0, dtype=np.int64) if steps is None else \
         np.flatnonzero(steps.reshape(-1) != h0).astype(np.int64)
     return HeadResult(V, bar, redo)
