@@ -13,6 +13,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .compilation import install_notice
+
+install_notice()  # before the kernels below compile (or load from the cache)
+
 _SIGNATURE = "void(f8[::1], f8[::1], f8[::1], f8, f8, f8[::1], f8[::1], f8[::1], f8[::1])"
 
 

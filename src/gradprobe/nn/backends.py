@@ -20,10 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..compilation import install_notice
 from . import kernels
 from .contraction import contract
 from .entry_kernel import entry_differences
 from .head_kernels import finish_mse, finish_softmax
+
+install_notice()  # says so once when a slow kernel compiles on a first run
 
 #: Backends of the structured check: "auto" is the C kernels when built, else Numba's.
 BACKENDS = ("auto", "numba", "cffi")
