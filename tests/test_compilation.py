@@ -147,3 +147,22 @@ def test_warmup_compiles_every_kernel_and_prints_its_time(capsys):
     f64, f32 = np.dtype(np.float64), np.dtype(np.float32)
     compiled = {sig[0].dtype for sig in kernels.matmul.signatures}
     assert compiled >= {numba.from_dtype(f64), numba.from_dtype(f32)}
+
+
+def test_repeated_small_checks_compile_once_they_have_paid(monkeypatch):
+    """The loop time is counted per layout across checks (a monitor's repeated checks)."""
+    from types import SimpleNamespace
+
+    from gradprobe import config
+    from gradprobe.engines import numba as engine
+
+    monkeypatch.setattr(config, "NUMBA_COMPILE_PAYOFF_SECONDS", 1.0)
+    monkeypatch.setattr(engine, "_LOOP_SECONDS", {})
+    problem = SimpleNamespace(loss_seconds=0.1)
+    first, second = (SimpleNamespace(attempts=[(True, True, ("layout",))]) for _ in range(2))
+    other = SimpleNamespace(attempts=[(True, True, ("another layout",))])
+    assert not engine._worth_compiling(problem, first, 4)   # 0.4 s in the loop
+    assert not engine._worth_compiling(problem, second, 4)  # 0.8 s: a second check
+    assert not engine._worth_compiling(problem, other, 4)   # counted apart
+    assert engine._worth_compiling(problem, second, 4)      # 1.2 s > 1 s: compile
+    assert engine._worth_compiling(SimpleNamespace(loss_seconds=float("nan")), other, 1)

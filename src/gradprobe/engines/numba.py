@@ -60,7 +60,6 @@ class _Plan:
     notes: list[str] = field(default_factory=list)
     attempts: list = field(default_factory=list)   # (parallel, as_pointer, argsig) to try
     described: str = ""           # f's argument types, for messages
-    loop_seconds: float = 0.0     # predicted time spent in the Python loop so far
 
 
 class NumbaEngine:
@@ -333,22 +332,31 @@ def compile_kernel(f: Any, params: Any, args: tuple = ()) -> None:
 
 
 def _worth_compiling(problem: "Problem", plan: _Plan, evaluations: int) -> bool:
-    """Compile the kernel now? Yes once the evaluations run in the Python loop (so
-    far, plus these) are predicted to take longer than compiling it would.
+    """Compile the kernel now? Yes once the evaluations run in the Python loop for
+    this layout of argument types (in this process so far, plus these) are
+    predicted to take longer than compiling it would.
 
     A kernel that is not in Numba's cache costs 1.5-5 s to compile
-    (``config.NUMBA_COMPILE_PAYOFF_SECONDS`` is that cost); until the check's work
-    is predicted to exceed it, evaluations go through ``f``'s dispatcher from
-    Python (the same compiled ``f``, so the same losses). An unmeasured loss
+    (``config.NUMBA_COMPILE_PAYOFF_SECONDS`` is that cost); until the work is
+    predicted to exceed it, evaluations go through ``f``'s dispatcher from
+    Python (the same compiled ``f``, so the same losses). The time is counted
+    per layout across checks, so repeated small checks (a training loop's
+    monitor) compile it once they have paid for it. An unmeasured loss
     compiles at once.
     """
     seconds = evaluations * problem.loss_seconds
     if not np.isfinite(seconds):
         return True
-    if plan.loop_seconds + seconds > config.NUMBA_COMPILE_PAYOFF_SECONDS:
+    key = plan.attempts[0][2] if plan.attempts else None
+    spent = _LOOP_SECONDS.get(key, 0.0)
+    if spent + seconds > config.NUMBA_COMPILE_PAYOFF_SECONDS:
         return True
-    plan.loop_seconds += seconds
+    _LOOP_SECONDS[key] = spent + seconds
     return False
+
+
+#: Predicted seconds spent in the Python loop, per layout (kernel signature).
+_LOOP_SECONDS: dict[Any, float] = {}
 
 
 def _evaluate_in_python(problem: "Problem", param: int, entries: np.ndarray,
