@@ -42,6 +42,10 @@ SCRIPT = textwrap.dedent(f'''
     X, T = rng.standard_normal((8, 6)), rng.standard_normal((8, 3))
     out["model"] = gp.check_model(model, X, T).backend
     out["numba_nn_compiled"] = any(k.signatures for k in (kernels.matmul, kernels.transpose))
+    from gradprobe.verdict_kernel import _metrics, error_metrics
+    a = np.linspace(1.0, 2.0, 300_000)
+    out["verdict_failed"] = int((error_metrics(a, a * (1 + 1e-3), 1e-12, 1e-5, 0.0)[3] > 1).sum())
+    out["verdict_compiled"] = bool(_metrics.signatures)
     mark()
 
     @numba.njit
@@ -88,6 +92,8 @@ def test_first_run_compiles_only_what_pays_and_says_so_once(tmp_path):
     if c_kernels.available():
         assert cold["model"] == "nn-structured-cffi" and not cold["numba_nn_compiled"]
     assert compilation.NOTICE not in stderr[0]
+    # nor did the verdict of 300,000 entries (NumPy until the kernel would pay)
+    assert cold["verdict_failed"] == 300_000 and not cold["verdict_compiled"]
     # a small check on a cold cache skips the kernel's compile: the same losses
     assert cold["small_backend"] == "numba" and LOOP_NOTE in cold["small_notes"]
     assert cold["same_as_python"] and compilation.NOTICE not in stderr[1]
@@ -166,3 +172,13 @@ def test_repeated_small_checks_compile_once_they_have_paid(monkeypatch):
     assert not engine._worth_compiling(problem, other, 4)   # counted apart
     assert engine._worth_compiling(problem, second, 4)      # 1.2 s > 1 s: compile
     assert engine._worth_compiling(SimpleNamespace(loss_seconds=float("nan")), other, 1)
+
+
+def test_the_verdict_kernel_runs_when_compiling_pays():
+    """With the payoff at 0 (the suite's setting) the kernel itself computes the metrics,
+    so tests/test_verdict.py compares the kernel, not NumPy, with the NumPy reference."""
+    from gradprobe import verdict_kernel
+
+    a = np.linspace(-1.0, 1.0, 11)
+    verdict_kernel.error_metrics(a, a, np.zeros(11), 1e-5, 0.0)
+    assert verdict_kernel._metrics.signatures
