@@ -1,4 +1,7 @@
-"""Command line: ``python -m gradprobe demo | info | bench | warmup`` (also the ``gradprobe`` script)."""
+"""Command line: ``python -m gradprobe demo | info | bench | warmup``.
+
+Also installed as the ``gradprobe`` script.
+"""
 from __future__ import annotations
 
 import argparse
