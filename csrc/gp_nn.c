@@ -96,6 +96,155 @@ int gp_nn_contract(const double *L, const double *R, double *out, size_t terms, 
     return gp_parallel_ranges(tiles, threads, gp_nn_contract_tiles, &args);
 }
 
+/* ---- the fast paths' finishing pass ------------------------------------ */
+/* Every expression is that of gradprobe/nn/head_kernels.py, in the same order
+ * of operations (C and Python both associate left to right). */
+static double gp_nn_max2(double x, double y)
+{
+    return x >= y ? x : y;
+}
+
+typedef struct {
+    const double *S, *Q, *xn, *rn, *rhon, *steps;
+    double h0;
+    int use_steps, method;
+    double scale, eps, sum_factor, safety, floor_ulps;
+    double *value, *bar;
+    size_t n_j;
+} gp_nn_finish_mse_args;
+
+static GP_HOT int gp_nn_finish_mse_rows(void *ctx, size_t lo, size_t hi)
+{
+    const gp_nn_finish_mse_args *a = ctx;
+    const size_t n_j = a->n_j;
+    const double scale = a->scale, eps = a->eps, safety = a->safety;
+    for (size_t i = lo; i < hi; ++i) {
+        for (size_t j = 0; j < n_j; ++j) {
+            const size_t q = i * n_j + j;
+            const double h = a->use_steps ? a->steps[q] : a->h0;
+            const double s = a->S[q];
+            const double unit_noise = scale * eps * a->xn[i]
+                                      * (a->sum_factor * a->rn[j] + a->rhon[j]);
+            if (a->method == GP_NN_METHOD_CENTRAL) {
+                const double even = 0.5 * scale * h * h * a->Q[i];
+                const double dl = scale * h * fabs(s) + even;
+                const double rounding = safety * gp_nn_max2(h * unit_noise + eps * even,
+                                                            a->floor_ulps * eps * dl);
+                a->value[q] = scale * s;
+                a->bar[q] = rounding / h;
+            } else if (a->method == GP_NN_METHOD_FORWARD) {
+                const double even = 0.5 * scale * h * h * a->Q[i];
+                const double dl = fabs(scale * h * s + even);
+                const double rounding = safety * gp_nn_max2(h * unit_noise + eps * even,
+                                                            a->floor_ulps * eps * dl);
+                a->value[q] = scale * (s + 0.5 * h * a->Q[i]);
+                a->bar[q] = 2.0 * rounding / h + 0.5 * scale * h * a->Q[i];
+            } else {
+                const double even = 2.0 * scale * h * h * a->Q[i];
+                const double dl = 2.0 * scale * h * fabs(s) + even;
+                const double rounding = safety * gp_nn_max2(2.0 * h * unit_noise + eps * even,
+                                                            a->floor_ulps * eps * dl);
+                a->value[q] = scale * s;
+                a->bar[q] = 1.5 * rounding / h;
+            }
+        }
+    }
+    return GP_NN_OK;
+}
+
+int gp_nn_finish_mse(const double *S, const double *Q, const double *xn, const double *rn,
+                     const double *rhon, const double *steps, double h0, int use_steps,
+                     int method, double scale, double eps, double sum_factor, double safety,
+                     double floor_ulps, double *value, double *bar, size_t n_i, size_t n_j,
+                     int threads)
+{
+    if (n_i == 0 || n_j == 0)
+        return GP_NN_OK;
+    if (S == NULL || Q == NULL || xn == NULL || rn == NULL || rhon == NULL || value == NULL ||
+        bar == NULL || (use_steps && steps == NULL))
+        return GP_NN_EINVAL;
+    gp_nn_finish_mse_args args = {S, Q, xn, rn, rhon, steps, h0, use_steps, method, scale,
+                                  eps, sum_factor, safety, floor_ulps, value, bar, n_j};
+    if (n_i * n_j < GP_NN_PARALLEL_MIN)
+        threads = 1;
+    return gp_parallel_ranges(n_i, threads, gp_nn_finish_mse_rows, &args);
+}
+
+typedef struct {
+    const double *V, *ln, *rn, *dn, *rhon, *trunc, *tail;
+    double h0, scale, eps;
+    int method;
+    double sum_factor, safety, floor_ulps;
+    double *value, *bar;
+    size_t n_i, n_j, groups;
+} gp_nn_finish_softmax_args;
+
+static GP_HOT int gp_nn_finish_softmax_rows(void *ctx, size_t lo, size_t hi)
+{
+    const gp_nn_finish_softmax_args *a = ctx;
+    const size_t n_i = a->n_i, n_j = a->n_j, groups = a->groups;
+    const double scale = a->scale, eps = a->eps;
+    const double span = a->method == GP_NN_METHOD_CENTRAL ? 2.0 * a->h0 : a->h0;
+    const double factor = a->method == GP_NN_METHOD_CENTRAL ? 1.0 : 2.0;
+    for (size_t i = lo; i < hi; ++i) {
+        for (size_t j = 0; j < n_j; ++j) {
+            const size_t q = i * n_j + j;
+            const double F = scale * a->V[q];
+            double products = 0.0;
+            for (size_t g = 0; g < groups; ++g)
+                products += a->ln[g * n_i + i] * a->rn[g * n_j + j];
+            const double noise = scale * eps * (a->sum_factor * products
+                                                + a->dn[i] * a->rhon[j]);
+            const double rounding = a->safety * gp_nn_max2(noise,
+                                                           a->floor_ulps * eps * fabs(F));
+            a->value[q] = F / span;
+            a->bar[q] = factor * rounding / span + a->trunc[i] + a->tail[i] / span;
+        }
+    }
+    return GP_NN_OK;
+}
+
+int gp_nn_finish_softmax(const double *V, const double *ln, const double *rn,
+                         const double *dn, const double *rhon, const double *trunc,
+                         const double *tail, double h0, double scale, double eps, int method,
+                         double sum_factor, double safety, double floor_ulps, double *value,
+                         double *bar, size_t n_i, size_t n_j, size_t groups, int threads)
+{
+    if (n_i == 0 || n_j == 0)
+        return GP_NN_OK;
+    if (V == NULL || dn == NULL || rhon == NULL || trunc == NULL || tail == NULL ||
+        value == NULL || bar == NULL || (groups > 0 && (ln == NULL || rn == NULL)))
+        return GP_NN_EINVAL;
+    gp_nn_finish_softmax_args args = {V, ln, rn, dn, rhon, trunc, tail, h0, scale, eps,
+                                      method, sum_factor, safety, floor_ulps, value, bar,
+                                      n_i, n_j, groups};
+    if (n_i * n_j < GP_NN_PARALLEL_MIN)
+        threads = 1;
+    return gp_parallel_ranges(n_i, threads, gp_nn_finish_softmax_rows, &args);
+}
+
+double gp_nn_max_abs_d(const double *v, size_t count)
+{
+    double top = 0.0;
+    for (size_t n = 0; n < count; ++n) {
+        const double a = fabs(v[n]);
+        if (a > top)
+            top = a;
+    }
+    return top;
+}
+
+double gp_nn_max_abs_f(const float *v, size_t count)
+{
+    double top = 0.0;
+    for (size_t n = 0; n < count; ++n) {
+        const double a = fabs((double)v[n]);
+        if (a > top)
+            top = a;
+    }
+    return top;
+}
+
 /* ---- entry-by-entry loss differences ----------------------------------- */
 /* act(z + d) - act(z) from the base values (gradprobe/nn/increments.py). */
 static double gp_nn_activation_increment(int64_t code, double z, double a, double deriv,

@@ -29,6 +29,8 @@
 #define GP_NN_LOSS_SOFTMAX_CE 1
 #define GP_NN_STAGE_ACTIVATION 0
 #define GP_NN_STAGE_DENSE 1
+#define GP_NN_METHOD_CENTRAL 0
+#define GP_NN_METHOD_FORWARD 1
 
 /* Status codes (0 is success); the values of gp_kernel.h. */
 #define GP_NN_OK 0
@@ -125,5 +127,26 @@ int gp_nn_entry_differences(const double *xin, size_t batch, size_t n_in, size_t
                             size_t k, const double *offsets, size_t m,
                             const gp_nn_stages *stages, const gp_nn_loss *loss,
                             double *dl, double *noise, uint8_t *crossed, int threads);
+
+/* The fast paths' finishing pass (gradprobe/nn/head_kernels.py): value[i, j] and
+ * bar[i, j] of every entry of [W; b] (n_i x n_j) from the contraction's result.
+ * value may be S (MSE) or V (softmax): each entry is read before it is written.
+ * MSE: S, steps, value, bar (n_i x n_j; steps read only when use_steps), Q, xn (n_i),
+ * rn, rhon (n_j); method is the code of constants.METHOD_CODES. */
+int gp_nn_finish_mse(const double *S, const double *Q, const double *xn, const double *rn,
+                     const double *rhon, const double *steps, double h0, int use_steps,
+                     int method, double scale, double eps, double sum_factor, double safety,
+                     double floor_ulps, double *value, double *bar, size_t n_i, size_t n_j,
+                     int threads);
+/* Softmax cross-entropy: V, value, bar (n_i x n_j), ln (groups x n_i), rn (groups x n_j),
+ * dn, trunc, tail (n_i), rhon (n_j). */
+int gp_nn_finish_softmax(const double *V, const double *ln, const double *rn,
+                         const double *dn, const double *rhon, const double *trunc,
+                         const double *tail, double h0, double scale, double eps, int method,
+                         double sum_factor, double safety, double floor_ulps, double *value,
+                         double *bar, size_t n_i, size_t n_j, size_t groups, int threads);
+/* max |v| over `count` values (0 when empty; NaN entries are skipped, as in Numba's twin). */
+double gp_nn_max_abs_d(const double *v, size_t count);
+double gp_nn_max_abs_f(const float *v, size_t count);
 
 #endif

@@ -42,3 +42,18 @@ def unchanged():
             assert_unchanged(structure, before)
 
     return guard
+
+
+@pytest.fixture(autouse=True)
+def _numba_engine_compiles_its_kernel(monkeypatch):
+    """The suite tests the Numba engine's kernel, so it is compiled whatever the check's size.
+
+    By default a kernel missing from Numba's cache is compiled only when a check's
+    evaluations are predicted to pay for it (``config.NUMBA_COMPILE_PAYOFF_SECONDS``;
+    small checks on a cold cache go through ``f``'s dispatcher): without this,
+    which path a small test takes would depend on the state of the cache.
+    ``tests/test_compilation.py`` tests that default in fresh processes.
+    """
+    from gradprobe import config
+
+    monkeypatch.setattr(config, "NUMBA_COMPILE_PAYOFF_SECONDS", 0.0)

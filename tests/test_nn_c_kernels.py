@@ -54,6 +54,8 @@ def test_codes_agree_with_the_python_constants():
         (constants.LOSS_MSE, constants.LOSS_SOFTMAX_CE)
     assert (lib.GP_NN_STAGE_ACTIVATION, lib.GP_NN_STAGE_DENSE) == \
         (constants.STAGE_ACTIVATION, constants.STAGE_DENSE)
+    assert (lib.GP_NN_METHOD_CENTRAL, lib.GP_NN_METHOD_FORWARD) == \
+        (constants.METHOD_CODES["central"], constants.METHOD_CODES["forward"])
 
 
 # -- dense forward/backward kernels -------------------------------------------
@@ -143,6 +145,95 @@ def test_contraction_matches_numba(ck, shape):
     np.testing.assert_allclose(ours, L.T @ R, rtol=1e-12, atol=1e-12 * terms)
 
 
+
+@pytest.mark.parametrize("method", list(constants.METHOD_CODES))
+@pytest.mark.parametrize("use_steps", [False, True])
+@pytest.mark.parametrize("n_i,n_j", [(1, 1), (7, 5), (300, 257)])  # 300 x 257: threaded
+def test_finish_mse_matches_numba(ck, method, use_steps, n_i, n_j):
+    from gradprobe.nn.head_kernels import finish_mse
+
+    rng = np.random.default_rng(n_i + n_j)
+    S = rng.standard_normal((n_i, n_j)) * 10.0 ** rng.uniform(-8, 3, (n_i, n_j))
+    Q, xn = np.abs(rng.standard_normal(n_i)) + 0.1, np.abs(rng.standard_normal(n_i))
+    rn, rhon = np.abs(rng.standard_normal(n_j)), np.abs(rng.standard_normal(n_j)) * 50
+    steps = 10.0 ** rng.uniform(-9, -3, (n_i, n_j)) if use_steps else np.zeros((1, 1))
+    scalars = (3e-6, int(use_steps), constants.METHOD_CODES[method], 1.0 / 64, 2.0 ** -52,
+               10.0, 8.0, 2.0)
+    outputs = []
+    for fn in (ck.finish_mse, finish_mse):
+        value, bar = S.copy(), np.empty((n_i, n_j))  # value overwrites S, as mse_head does
+        fn(value, Q, xn, rn, rhon, steps, *scalars, value, bar)
+        outputs.append((value, bar))
+    assert_same(outputs[0][0], outputs[1][0])
+    assert_same(outputs[0][1], outputs[1][1])
+    # naive check of one formula: the value of a central or Richardson estimate is scale * S
+    if method != "forward":
+        np.testing.assert_array_equal(outputs[0][0], S / 64)
+    assert np.all(outputs[0][1] > 0)
+
+
+@pytest.mark.parametrize("method", ["central", "forward"])
+@pytest.mark.parametrize("n_i,n_j,groups", [(1, 1, 1), (9, 4, 3), (270, 260, 2)])
+def test_finish_softmax_matches_numba(ck, method, n_i, n_j, groups):
+    from gradprobe.nn.head_kernels import finish_softmax
+
+    rng = np.random.default_rng(n_i * groups)
+    V = rng.standard_normal((n_i, n_j)) * 1e-5
+    ln, rn = np.abs(rng.standard_normal((groups, n_i))), np.abs(rng.standard_normal((groups, n_j)))
+    dn, trunc, tail = (np.abs(rng.standard_normal(n_i)) * s for s in (1.0, 1e-12, 1e-20))
+    rhon = np.abs(rng.standard_normal(n_j))
+    scalars = (2e-6, 1.0 / 32, 2.0 ** -52, constants.METHOD_CODES[method], 7.7, 8.0, 2.0)
+    outputs = []
+    for fn in (ck.finish_softmax, finish_softmax):
+        value, bar = V.copy(), np.empty((n_i, n_j))
+        fn(value, ln, rn, dn, rhon, trunc, tail, *scalars, value, bar)
+        outputs.append((value, bar))
+    assert_same(outputs[0][0], outputs[1][0])
+    assert_same(outputs[0][1], outputs[1][1])
+    span = 2 * 2e-6 if method == "central" else 2e-6
+    np.testing.assert_allclose(outputs[0][0], V / 32 / span, rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_abs_matches_numba(dtype):
+    ck = c_kernels.CKernels(threads=1)
+    rng = np.random.default_rng(5)
+    for values in (np.zeros(0), rng.standard_normal(1001) * 3, np.array([np.nan, -2.0, 1.0]),
+                   np.array([-np.inf, 1.0]), np.array([-0.0])):
+        values = values.astype(dtype)
+        assert ck.max_abs(values) == kernels.max_abs(values)
+        finite = values[np.isfinite(values) | np.isinf(values)]
+        assert ck.max_abs(values) == (float(np.max(np.abs(finite))) if finite.size else 0.0)
+
+
+def test_finishing_passes_reject_overlapping_outputs(ck):
+    S, v = np.ones((3, 4)), np.ones(3)
+    args = (S, v, v, np.ones(4), np.ones(4), np.zeros((1, 1)), 1e-6, 0, 0, 1.0, 1e-16,
+            3.0, 8.0, 2.0)
+    with pytest.raises(ValueError, match="bar shares memory with value"):
+        ck.finish_mse(*args, S, S)
+    buffer = np.ones(12)
+    with pytest.raises(ValueError, match="value shares memory with Q"):
+        ck.finish_mse(S, buffer[:3], *args[2:], buffer.reshape(3, 4), np.empty((3, 4)))
+    with pytest.raises(ValueError, match="method must be one of"):
+        ck.finish_mse(*args[:8], 7, *args[9:], S, np.empty((3, 4)))
+    with pytest.raises(ValueError, match="steps has shape"):
+        ck.finish_mse(*args[:7], 1, *args[8:], S, np.empty((3, 4)))
+
+
+def test_auto_runs_the_c_kernels_when_built(monkeypatch):
+    """The default kernels compile nothing on a first run: the C twin when it is built."""
+    from gradprobe.nn.backends import default_kernels
+
+    model = deep_model(nn.Tanh, nn.SoftmaxCrossEntropy)
+    X, T = data(model)
+    assert default_kernels().name == "cffi"
+    assert gp.check_model(model, X, T).backend == "nn-structured-cffi"
+    assert_same(model.gradients(X, T)["0.W"], model.gradients(X, T, kernel_set("cffi"))["0.W"])
+    monkeypatch.setattr(c_kernels, "_KERNEL", None)  # as without a compiler
+    assert default_kernels() is NUMBA
+    assert gp.check_model(model, X, T).backend == "nn-structured"
+
 def deep_model(act, loss, seed=0):
     layers = [nn.Dense(6, 9, seed=seed), act(), nn.Dense(9, 8, seed=seed + 1), act(),
               nn.Dense(8, 4, seed=seed + 2)]
@@ -189,10 +280,10 @@ def test_check_model_on_c_matches_numba(dtype, upcast, loss):
                            nn.Dense(12, 5, seed=5, dtype=dtype)], loss=loss())
     X, T = data(model, batch=16, seed=4)
     assert_same(model.gradients(X, T, kernel_set("cffi"))["0.W"],
-                model.gradients(X, T)["0.W"])
+                model.gradients(X, T, NUMBA)["0.W"])
     for method in ("central", "forward", "richardson"):
         ours = gp.check_model(model, X, T, method=method, upcast=upcast, backend="cffi")
-        theirs = gp.check_model(model, X, T, method=method, upcast=upcast)
+        theirs = gp.check_model(model, X, T, method=method, upcast=upcast, backend="numba")
         assert ours.backend == "nn-structured-cffi" and theirs.backend == "nn-structured"
         assert ours.passed and theirs.passed, str(ours)
         assert ours.loss == theirs.loss
@@ -200,8 +291,8 @@ def test_check_model_on_c_matches_numba(dtype, upcast, loss):
             assert_same(ours.params[name].numeric, theirs.params[name].numeric)
             assert_same(ours.params[name].error_bar, theirs.params[name].error_bar)
         g = gp.numerical_gradient(model, X, T, method=method, upcast=upcast, backend="cffi")
-        for name, value in gp.numerical_gradient(model, X, T, method=method,
-                                                 upcast=upcast).items():
+        for name, value in gp.numerical_gradient(model, X, T, method=method, upcast=upcast,
+                                                 backend="numba").items():
             assert_same(g[name], value)
 
 
@@ -342,7 +433,9 @@ def test_entry_kernel_rejects_inconsistent_tables(ck, change, error, match):
 def test_kernel_set_threads_are_validated():
     with pytest.raises(ValueError, match="threads"):
         c_kernels.CKernels(threads=0)
-    assert kernel_set("auto") is NUMBA and kernel_set("cffi", 3).threads == 3
+    # "auto" is the C twin when it is built (issue 20: a first check compiles nothing)
+    assert kernel_set("auto").name == "cffi" and kernel_set("numba") is NUMBA
+    assert kernel_set("cffi", 3).threads == 3 and kernel_set("auto", 3).threads == 3
 
 
 def test_more_threads_than_the_kernel_runs_are_clamped(ck):

@@ -1,4 +1,7 @@
-"""Command line: ``python -m gradprobe demo | info | bench`` (also the ``gradprobe`` script)."""
+"""Command line: ``python -m gradprobe demo | info | bench | warmup``.
+
+Also installed as the ``gradprobe`` script.
+"""
 from __future__ import annotations
 
 import argparse
@@ -79,6 +82,19 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warmup(args: argparse.Namespace) -> int:
+    """Compile (or load from Numba's cache) every kernel, printing each one's time."""
+    import time
+
+    from .compilation import warmup
+
+    start = time.perf_counter()
+    times = warmup(stream=sys.stdout)
+    print(f"{'total':<36s} {time.perf_counter() - start:7.2f} s ({len(times)} kernels; "
+          "later runs load them from Numba's cache)")
+    return 0
+
+
 def _info(args: argparse.Namespace) -> int:
     data = info()
     print(json.dumps(data, indent=2) if args.json else format_info(data))
@@ -103,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--rounds", type=int, default=None,
                        help="rounds of every workload, its cases alternating (default 3)")
     bench.set_defaults(run=_bench)
+    warm = sub.add_parser("warmup", help="compile and cache every Numba kernel ahead of time "
+                          "(a CI step, a Docker build), printing the time of each")
+    warm.set_defaults(run=_warmup)
     info_cmd = sub.add_parser("info", help="print the version and the available engines")
     info_cmd.add_argument("--json", action="store_true", help="machine-readable output")
     info_cmd.set_defaults(run=_info)

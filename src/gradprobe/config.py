@@ -102,6 +102,14 @@ ENGINE_CALL_SECONDS = 0.5
 #: arithmetic that reaches the losses. ``cache`` stores compiled kernels on
 #: disk (the kernel receives ``f`` as a function pointer, so it is cacheable).
 NUMBA_KERNEL_OPTIONS = {"fastmath": False, "cache": True, "nogil": True}
+#: Numba engine: compiling its kernel for a new layout of argument types costs
+#: 1.5-5 s on a 2-core machine (W5; loading it from Numba's disk cache takes
+#: milliseconds). When it is not in the cache, the kernel is compiled only once
+#: the check's evaluations are predicted (from the measured time of one loss)
+#: to take longer than this in a Python loop; until then they go through
+#: ``f``'s dispatcher from Python (the same compiled ``f``, the same losses).
+#: 0 compiles at once.
+NUMBA_COMPILE_PAYOFF_SECONDS = 1.5
 
 #: Random directions drawn by ``mode="directional"`` (and ``"auto"`` when it
 #: does not check every entry). Each costs one difference of ``f`` along the

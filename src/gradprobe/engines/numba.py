@@ -57,10 +57,12 @@ class _Plan:
     param_slot: list[int]         # slot of every parameter
     out_dtype: np.dtype           # float64, or complex128 when f returns complex
     point_dtype: np.dtype         # float64 or complex128 (exact for every working dtype)
-    kernel: Any                   # compiled numba_kernel.evaluate_chunks
+    kernel: Any                   # compiled numba_kernel.evaluate_chunks (None: not yet)
     parallel: bool
     f: Any = None                 # what the kernel calls: f, or f's size-1 result's entry
     notes: list[str] = field(default_factory=list)
+    attempts: list = field(default_factory=list)   # (parallel, as_pointer, argsig) to try
+    described: str = ""           # f's argument types, for messages
 
 
 class NumbaEngine:
@@ -105,6 +107,10 @@ class NumbaEngine:
         out = np.empty((k, m), dtype=plan.out_dtype)
         if k == 0 or m == 0:
             return out.astype(_result_dtype(problem))
+        if plan.kernel is None and not _worth_compiling(problem, plan, k * m):
+            return _evaluate_in_python(problem, param, entries, points)
+        if plan.kernel is None:
+            _compile(plan, problem)
         entries = np.ascontiguousarray(entries, dtype=np.int64)
         wide = np.ascontiguousarray(points, dtype=plan.point_dtype)  # exact widening
         with self._thread_count() as threads:
@@ -282,29 +288,105 @@ def _make_plan(problem: "Problem") -> _Plan:
     # f as a function pointer first (cached, shared), then typed as itself; a
     # parallel kernel first, then a serial one (some argument types, such as
     # nested tuples, cannot enter a parallel region).
-    attempts = [(p, ptr) for ptr in ((True, False) if pointer_ok else (False,))
-                for p in ((True, False) if parallel else (False,))]
-    first_error: Exception | None = None
-    for run_parallel, as_pointer in attempts:
+    attempts = []
+    for as_pointer in ((True, False) if pointer_ok else (False,)):
         ftype = types.FunctionType(signature) if as_pointer else types.Dispatcher(kernel_f)
-        argsig = (ftype, types.int64) + fixed
+        for run_parallel in ((True, False) if parallel else (False,)):
+            attempts.append((run_parallel, as_pointer, (ftype, types.int64) + fixed))
+    plan = _Plan(slots_t, roles_t, param_slot, out_dtype, point_dtype, None, parallel,
+                 f=kernel_f, notes=notes, attempts=attempts, described=described)
+    if config.NUMBA_COMPILE_PAYOFF_SECONDS <= 0:
+        _compile(plan, problem)
+    else:  # the kernel from Numba's cache when it is there (milliseconds), else later
+        run_parallel, as_pointer, argsig = attempts[0]
+        if as_pointer:
+            plan.kernel = numba_kernel.kernel(run_parallel, argsig, compile=False)
+            plan.parallel = run_parallel
+    return plan
+
+
+def compile_kernel(f: Any, params: Any, args: tuple = ()) -> None:
+    """Compile (or load from Numba's cache) the kernel for ``f`` at ``params``
+    whatever the size of the check (``python -m gradprobe warmup``)."""
+    from ..params import ParamSet
+    from ..problem import prepare
+
+    problem = prepare(f, ParamSet.from_user(params, f), args, upcast=True,
+                      complex_step=False, seed=0)
+    _compile(_make_plan(problem), problem)
+
+
+def _worth_compiling(problem: "Problem", plan: _Plan, evaluations: int) -> bool:
+    """Compile the kernel now? Yes once the evaluations run in the Python loop for
+    this layout of argument types (in this process so far, plus these) are
+    predicted to take longer than compiling it would.
+
+    A kernel that is not in Numba's cache costs 1.5-5 s to compile
+    (``config.NUMBA_COMPILE_PAYOFF_SECONDS`` is that cost); until the work is
+    predicted to exceed it, evaluations go through ``f``'s dispatcher from
+    Python (the same compiled ``f``, so the same losses). The time is counted
+    per layout across checks, so repeated small checks (a training loop's
+    monitor) compile it once they have paid for it. An unmeasured loss
+    compiles at once.
+    """
+    seconds = evaluations * problem.loss_seconds
+    if not np.isfinite(seconds):
+        return True
+    key = plan.attempts[0][2] if plan.attempts else None
+    spent = _LOOP_SECONDS.get(key, 0.0)
+    if spent + seconds > config.NUMBA_COMPILE_PAYOFF_SECONDS:
+        return True
+    _LOOP_SECONDS[key] = spent + seconds
+    return False
+
+
+#: Predicted seconds spent in the Python loop, per layout (kernel signature).
+_LOOP_SECONDS: dict[Any, float] = {}
+
+
+def _evaluate_in_python(problem: "Problem", param: int, entries: np.ndarray,
+                        points: np.ndarray) -> np.ndarray:
+    """The losses through ``f``'s dispatcher in a Python loop (the Python engine's loop)."""
+    from .python import PythonEngine
+
+    if LOOP_NOTE not in problem.notes:
+        problem.notes.append(LOOP_NOTE)
+    return PythonEngine().evaluate(problem, param, entries, points)
+
+
+#: Note of a check whose evaluations ran through f's dispatcher.
+LOOP_NOTE = ("f evaluated through its dispatcher from Python: the Numba engine's kernel for "
+             "these argument types is not in Numba's cache, and compiling it would take "
+             "longer than these evaluations (the same compiled f, so the same losses)")
+
+
+def _compile(plan: _Plan, problem: "Problem") -> None:
+    """Compile (or load) the kernel, trying the plan's attempts in order."""
+    from numba.core import errors
+
+    from . import numba_kernel
+
+    first_error: Exception | None = None
+    for run_parallel, as_pointer, argsig in plan.attempts:
         try:
-            if as_pointer:
-                kernel = numba_kernel.kernel(run_parallel, argsig)
-            else:
-                kernel = numba_kernel.kernel(run_parallel, None)
+            kernel = numba_kernel.kernel(run_parallel, argsig if as_pointer else None)
+            if not as_pointer:
                 kernel.compile(argsig)
         except (errors.NumbaError, TypeError, NotImplementedError) as exc:
             first_error = first_error or exc
             continue
-        if parallel and not run_parallel:
-            notes.append("entries evaluated on one thread: Numba could not pass f's "
-                         f"arguments ({described}) into a parallel region")
-        return _Plan(slots_t, roles_t, param_slot, out_dtype, point_dtype, kernel,
-                     run_parallel, f=kernel_f, notes=notes)
+        if plan.parallel and not run_parallel:
+            note = ("entries evaluated on one thread: Numba could not pass f's "
+                    f"arguments ({plan.described}) into a parallel region")
+            plan.notes.append(note)
+            if note not in problem.notes:
+                problem.notes.append(note)
+        plan.kernel, plan.parallel = kernel, run_parallel
+        return
+    params = ", ".join(repr(n) for n in problem.names)
     raise TypeError(
         f"backend='numba' could not compile the evaluation kernel for parameters {params} "
-        f"with argument types ({described}): {_first_lines(first_error)}; "
+        f"with argument types ({plan.described}): {_first_lines(first_error)}; "
         "use backend='python'") from first_error
 
 

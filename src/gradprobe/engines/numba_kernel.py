@@ -124,17 +124,28 @@ def evaluate_chunks_serial(f, slot, entries, points, out, failed, bounds, slots,
                                       bounds[chunk + 1], slots, roles)
 
 
-#: Compiled kernels: (parallel, signature or None) -> dispatcher. With a
-#: signature, ``f`` is a first-class function value and the kernel is cached
-#: on disk; with None, ``f`` is typed as itself (needed when its signature has
-#: omitted default arguments) and the kernel is compiled per ``f``, uncached.
+#: Kernels: (parallel, signature or None) -> dispatcher. With a signature,
+#: ``f`` is a first-class function value and the kernel is cached on disk; with
+#: None, ``f`` is typed as itself (needed when its signature has omitted default
+#: arguments) and the kernel is compiled per ``f``, uncached.
 _KERNELS: dict[tuple[bool, Any], Any] = {}
 
 
-def kernel(parallel: bool, signature: tuple | None) -> Any:
-    """The compiled :func:`evaluate_chunks` for ``signature`` (compiling it if needed)."""
+def kernel(parallel: bool, signature: tuple | None, compile: bool = True) -> Any:
+    """The :func:`evaluate_chunks` dispatcher for ``signature``.
+
+    With ``compile`` (default) it is compiled, or loaded from Numba's disk
+    cache, for ``signature``; with ``compile=False`` it is only loaded from the
+    cache, and None is returned when it is not there (nothing is compiled:
+    see :func:`gradprobe.compilation.load_cached`). A signature's dispatcher
+    accepts no other types once compiled (``f`` converts to the signature's
+    function type).
+    """
     import numba
 
+    from ..compilation import install_notice, load_cached
+
+    install_notice()
     key = (parallel, signature)
     found = _KERNELS.get(key)
     if found is None:
@@ -142,8 +153,14 @@ def kernel(parallel: bool, signature: tuple | None) -> Any:
         function = evaluate_chunks if parallel else evaluate_chunks_serial
         if signature is None:
             options["cache"] = False
-            found = numba.njit(**options)(function)
-        else:
-            found = numba.njit(signature, **options)(function)
+        found = numba.njit(**options)(function)
         _KERNELS[key] = found
+    if signature is None:  # typed on each f by the caller (dispatcher.compile), uncached
+        return found if compile else None
+    if tuple(signature) not in found.overloads:
+        if compile:
+            found.compile(signature)
+        elif not load_cached(found, signature):
+            return None
+        found.disable_compile()
     return found

@@ -270,6 +270,78 @@ class CKernels:
                                               L.shape[0], L.shape[1], R.shape[1],
                                               self.threads), "contract")
 
+    def finish_mse(self, S, Q, xn, rn, rhon, steps, h0, use_steps, method, scale, eps,
+                   sum_factor, safety, floor_ulps, value, bar) -> None:
+        """Value and error bar of every entry of the MSE fast path
+        (:func:`.head_kernels.finish_mse`, same arguments; ``value`` may be ``S``)."""
+        f64 = np.dtype(np.float64)
+        S = _real("S", S, f64, ndim=2)
+        n_i, n_j = S.shape
+        vectors = {}
+        for name, a, size in (("Q", Q, n_i), ("xn", xn, n_i), ("rn", rn, n_j),
+                              ("rhon", rhon, n_j)):
+            vectors[name] = _real(name, a, f64, ndim=1)
+            _shape(name, vectors[name], (size,))
+        use = bool(use_steps)
+        steps = _real("steps", steps, f64, ndim=2)
+        if use:
+            _shape("steps", steps, (n_i, n_j))
+        code = _code("method", method, tuple(constants.METHOD_CODES.values()))
+        value, bar = self._finish_outputs(value, bar, (n_i, n_j), ("S", S), vectors, steps)
+        self._status(self._lib.gp_nn_finish_mse(
+            self._ptr(S), *(self._ptr(vectors[k]) for k in ("Q", "xn", "rn", "rhon")),
+            self._ptr(steps), float(h0), int(use), code, float(scale), float(eps),
+            float(sum_factor), float(safety), float(floor_ulps), self._ptr(value, True),
+            self._ptr(bar, True), n_i, n_j, self.threads), "finish_mse")
+
+    def finish_softmax(self, V, ln, rn, dn, rhon, trunc, tail, h0, scale, eps, method,
+                       sum_factor, safety, floor_ulps, value, bar) -> None:
+        """Value and error bar of every entry of the softmax cross-entropy fast path
+        (:func:`.head_kernels.finish_softmax`, same arguments; ``value`` may be ``V``)."""
+        f64 = np.dtype(np.float64)
+        V = _real("V", V, f64, ndim=2)
+        n_i, n_j = V.shape
+        ln = _real("ln", ln, f64, ndim=2)
+        groups = ln.shape[0]
+        tables = {"ln": ln, "rn": _real("rn", rn, f64, ndim=2)}
+        _shape("ln", ln, (groups, n_i))
+        _shape("rn", tables["rn"], (groups, n_j))
+        for name, a, size in (("dn", dn, n_i), ("rhon", rhon, n_j), ("trunc", trunc, n_i),
+                              ("tail", tail, n_i)):
+            tables[name] = _real(name, a, f64, ndim=1)
+            _shape(name, tables[name], (size,))
+        code = _code("method", method, tuple(constants.METHOD_CODES.values()))
+        value, bar = self._finish_outputs(value, bar, (n_i, n_j), ("V", V), tables)
+        self._status(self._lib.gp_nn_finish_softmax(
+            self._ptr(V), *(self._ptr(tables[k]) for k in ("ln", "rn", "dn", "rhon", "trunc",
+                                                           "tail")),
+            float(h0), float(scale), float(eps), code, float(sum_factor), float(safety),
+            float(floor_ulps), self._ptr(value, True), self._ptr(bar, True), n_i, n_j,
+            groups, self.threads), "finish_softmax")
+
+    @staticmethod
+    def _finish_outputs(value: Any, bar: Any, shape: tuple[int, int],
+                        source: tuple[str, np.ndarray], tables: dict[str, np.ndarray],
+                        *others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The outputs of a finishing pass: ``value`` may be the source array itself
+        (each entry is read before it is written), nothing else may overlap."""
+        f64 = np.dtype(np.float64)
+        value = _real("value", value, f64, ndim=2, writable=True)
+        bar = _real("bar", bar, f64, ndim=2, writable=True)
+        _shape("value", value, shape)
+        _shape("bar", bar, shape)
+        inputs = list(tables.items()) + [(f"input {n}", a) for n, a in enumerate(others)]
+        if value is not source[1]:
+            inputs.append(source)
+        _apart(("value", value), *inputs)
+        _apart(("bar", bar), ("value", value), source, *inputs)
+        return value, bar
+
+    def max_abs(self, values: np.ndarray) -> float:
+        """``max(|values|)`` (0 for an empty array; :func:`gradprobe.nn.kernels.max_abs`)."""
+        values = _real("values", values, ndim=1)
+        return float(self._fn("gp_nn_max_abs", values.dtype)(self._ptr(values), values.size))
+
     def entry_differences(self, xin, rows, cols, steps, offsets,
                           kinds, codes, widths_in, widths_out, offs, w_offs,
                           base_in, base_out, deriv, weights, sens,

@@ -53,13 +53,14 @@ def _validate(model: Any, method: str, eps: Any, upcast: Any, workers: Any,
         raise TypeError(f"upcast must be True or False, got {upcast!r}")
     workers = positive_int("workers", workers)
     choice("backend", backend, BACKENDS)
-    if backend != "cffi" and workers is not None and \
-            workers > numba.config.NUMBA_NUM_THREADS:
-        raise ValueError(f"workers={workers} is more than the {numba.config.NUMBA_NUM_THREADS} "
-                         "threads Numba was started with (NUMBA_NUM_THREADS)")
     seed_value(seed)
     kernels = kernel_set(backend, workers)
-    return eps, (None if kernels.name == "cffi" else workers), kernels
+    if kernels.name == "cffi":
+        return eps, None, kernels
+    if workers is not None and workers > numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"workers={workers} is more than the {numba.config.NUMBA_NUM_THREADS} "
+                         "threads Numba was started with (NUMBA_NUM_THREADS)")
+    return eps, workers, kernels
 
 
 @contextmanager
@@ -106,8 +107,9 @@ def numerical_gradient_model(model: Sequential, X: Any, T: Any, *, method: str =
     workers : int, optional
         Threads (default: all cores): Numba's, or the C kernels' pthreads.
     backend : {"auto", "numba", "cffi"}
-        The kernels: Numba ("auto"), or their C twin (needs the optional C
-        kernel; ``gradprobe.info()`` says whether it is built).
+        The kernels: Numba's, or their C twin (needs the optional C kernel;
+        ``gradprobe.info()`` says whether it is built). "auto" is the C twin
+        when built (it compiles nothing on a first run), else Numba's.
 
     Returns
     -------
@@ -175,9 +177,11 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
         Threads (default: all cores): Numba's, or the C kernels' pthreads.
     backend : {"auto", "numba", "cffi"}
         The kernels of every forward, backward and structured evaluation:
-        Numba ("auto"), or their C twin (needs the optional C kernel). The two
-        sum in the same order, so they agree to the last bit or within the
-        error bars; checking with both lets each implementation check the other.
+        Numba's, or their C twin (needs the optional C kernel). "auto" is the
+        C twin when built (compiled at install, so a first check compiles
+        nothing), else Numba's. The two sum in the same order, so they agree
+        to the last bit or within the error bars; checking with both lets each
+        implementation check the other.
     progress : bool, optional
         Show a progress bar over the parameters' entries (default: off; the
         structured check takes milliseconds per million entries).

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import config
 from ..stencils import OFFSETS, Estimate, Stencil, step_size
-from . import constants, kernels
+from . import constants
 from .downstream import loss_differences
 from .heads import HeadResult, mse_head, softmax_head
 from .plan import Plan
@@ -82,7 +82,8 @@ def head_estimate(plan: Plan, pos: int, method: str, eps: float | None) -> HeadR
     b = plan.trace.params[f"{pos}.b"]
     h0 = float(step_size(np.zeros(1), method, plan.eps, eps)[0])
     steps = stacked = None
-    if eps is None and max(kernels.max_abs(W.reshape(-1)), kernels.max_abs(b)) > 1.0:
+    largest = plan.kernels.max_abs
+    if eps is None and max(largest(W.reshape(-1)), largest(b)) > 1.0:
         # entries with |w| > 1 get larger steps (step_size scales with max(1, |w|))
         stacked = stacked_params(plan, pos)
         large = np.abs(stacked) > 1.0

@@ -32,15 +32,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
 
 from .. import config
 from . import constants
 from .plan import Plan
-
-_F = constants.NUMBA_FLAGS
-_CENTRAL = constants.METHOD_CODES["central"]
-_FORWARD = constants.METHOD_CODES["forward"]
 
 
 def augmented_input(plan: Plan, pos: int) -> np.ndarray:
@@ -65,38 +60,6 @@ class HeadResult:
     redo: np.ndarray
 
 
-@njit(parallel=True, **_F)
-def _finish_mse(S, Q, xn, rn, rhon, steps, h0, use_steps, method, scale, eps, sum_factor,
-                safety, floor_ulps, value, bar):
-    """Value and error bar of every entry of the MSE fast path."""
-    n_i, n_j = S.shape
-    for i in prange(n_i):
-        for j in range(n_j):
-            h = steps[i, j] if use_steps else h0
-            s = S[i, j]
-            # rounding of c * h * S_ij per unit step: (2 + sqrt(B)) ||x_i|| ||r_j|| + base point
-            unit_noise = scale * eps * xn[i] * (sum_factor * rn[j] + rhon[j])
-            if method == _CENTRAL:
-                even = 0.5 * scale * h * h * Q[i]
-                dl = scale * h * abs(s) + even
-                rounding = safety * max(h * unit_noise + eps * even, floor_ulps * eps * dl)
-                value[i, j] = scale * s
-                bar[i, j] = rounding / h
-            elif method == _FORWARD:
-                even = 0.5 * scale * h * h * Q[i]
-                dl = abs(scale * h * s + even)
-                rounding = safety * max(h * unit_noise + eps * even, floor_ulps * eps * dl)
-                value[i, j] = scale * (s + 0.5 * h * Q[i])
-                bar[i, j] = 2.0 * rounding / h + 0.5 * scale * h * Q[i]
-            else:
-                even = 2.0 * scale * h * h * Q[i]
-                dl = 2.0 * scale * h * abs(s) + even
-                rounding = safety * max(2.0 * h * unit_noise + eps * even,
-                                        floor_ulps * eps * dl)
-                value[i, j] = scale * s
-                bar[i, j] = 1.5 * rounding / h
-
-
 def mse_head(plan: Plan, pos: int, method: str, steps: np.ndarray | None,
              h0: float) -> HeadResult:
     """All entries of ``[W; b]`` of the last layer under MSE, any method.
@@ -117,10 +80,10 @@ def mse_head(plan: Plan, pos: int, method: str, steps: np.ndarray | None,
     bar = np.empty((n_i, n_j))
     use = steps is not None
     steps_arr = np.ascontiguousarray(steps, dtype=np.float64) if use else np.zeros((1, 1))
-    _finish_mse(S, Q, xn, rn, rhon, steps_arr, float(h0), int(use),
-                constants.METHOD_CODES[method], plan.loss.scale, plan.eps,
-                2.0 + math.sqrt(xa.shape[0]), config.NOISE_SAFETY, config.NOISE_FLOOR_ULPS,
-                value, bar)
+    plan.kernels.finish_mse(S, Q, xn, rn, rhon, steps_arr, float(h0), int(use),
+                            constants.METHOD_CODES[method], plan.loss.scale, plan.eps,
+                            2.0 + math.sqrt(xa.shape[0]), config.NOISE_SAFETY,
+                            config.NOISE_FLOOR_ULPS, value, bar)
     return HeadResult(value, bar, np.zeros(0, dtype=np.int64))
 
 
@@ -202,26 +165,6 @@ def softmax_tables(plan: Plan, pos: int, method: str, h0: float):
     return L, R, ln, rn, dn, rhon, trunc, tail, len(lefts)
 
 
-@njit(parallel=True, **_F)
-def _finish_softmax(V, ln, rn, dn, rhon, trunc, tail, h0, scale, eps, method, sum_factor,
-                    safety, floor_ulps, value, bar):
-    """Value and error bar of every entry of the softmax cross-entropy fast path."""
-    n_i, n_j = V.shape
-    groups = ln.shape[0]
-    span = 2.0 * h0 if method == _CENTRAL else h0
-    factor = 1.0 if method == _CENTRAL else 2.0
-    for i in prange(n_i):
-        for j in range(n_j):
-            F = scale * V[i, j]
-            products = 0.0
-            for g in range(groups):
-                products += ln[g, i] * rn[g, j]
-            noise = scale * eps * (sum_factor * products + dn[i] * rhon[j])
-            rounding = safety * max(noise, floor_ulps * eps * abs(F))
-            value[i, j] = F / span
-            bar[i, j] = factor * rounding / span + trunc[i] + tail[i] / span
-
-
 def softmax_head(plan: Plan, pos: int, method: str, steps: np.ndarray | None,
                  h0: float) -> HeadResult | None:
     """All entries of ``[W; b]`` of the last layer under softmax cross-entropy.
@@ -237,11 +180,12 @@ def softmax_head(plan: Plan, pos: int, method: str, steps: np.ndarray | None,
     V = np.empty((n_i, n_j))
     plan.kernels.contract(L, R, V)
     bar = np.empty((n_i, n_j))
-    _finish_softmax(V, np.ascontiguousarray(ln), np.ascontiguousarray(rn), dn, rhon,
-                    np.ascontiguousarray(trunc), np.ascontiguousarray(tail), float(h0),
-                    plan.loss.scale, plan.eps, constants.METHOD_CODES[method],
-                    2.0 + math.sqrt(L.shape[0]), config.NOISE_SAFETY,
-                    config.NOISE_FLOOR_ULPS, V, bar)
+    plan.kernels.finish_softmax(V, np.ascontiguousarray(ln), np.ascontiguousarray(rn), dn,
+                                rhon, np.ascontiguousarray(trunc),
+                                np.ascontiguousarray(tail), float(h0), plan.loss.scale,
+                                plan.eps, constants.METHOD_CODES[method],
+                                2.0 + math.sqrt(L.shape[0]), config.NOISE_SAFETY,
+                                config.NOISE_FLOOR_ULPS, V, bar)
     redo = np.zeros(0, dtype=np.int64) if steps is None else \
         np.flatnonzero(steps.reshape(-1) != h0).astype(np.int64)
     return HeadResult(V, bar, redo)

@@ -8,6 +8,13 @@ each once), and ``import gradprobe.nn`` compiles nothing. Matrix products are ti
 contiguous row, so LLVM vectorises them without reassociating any sum.
 
 Losses are accumulated in float64 whatever the dtype of the model.
+
+Compile cost: a ``parallel=True`` kernel costs 1.5-5 s to compile (Numba's
+parfor lowering), a serial one 0.2-0.5 s. Only ``matmul`` (``batch x n_in x
+n_out`` work) and ``transpose`` (of weight matrices) are parallel; the
+elementwise kernels over ``(batch, width)`` arrays, a small fraction of a
+check's time, are serial (``dense_forward`` is serial around the parallel
+``matmul``).
 """
 from __future__ import annotations
 
@@ -63,12 +70,12 @@ def matmul(A, B, C):
                 C[m0 + mm, n0 + nn] = acc[mm, nn]
 
 
-@njit(parallel=True, **_F)
+@njit(**_F)
 def dense_forward(X, W, b, Z):
     """``Z = X @ W + b``."""
     matmul(X, W, Z)
     B, N = Z.shape
-    for r in prange(B):
+    for r in range(B):
         for n in range(N):
             Z[r, n] += b[n]
 
@@ -103,11 +110,11 @@ def max_abs(values):
     return top
 
 
-@njit(parallel=True, **_F)
+@njit(**_F)
 def activation_forward(code, Z, A):
     """``A = act(Z)`` for an activation code of :mod:`.constants`."""
     M, N = Z.shape
-    for m in prange(M):
+    for m in range(M):
         for n in range(N):
             z = Z[m, n]
             if code == _RELU:
@@ -124,11 +131,11 @@ def activation_forward(code, Z, A):
                 A[m, n] = z
 
 
-@njit(parallel=True, **_F)
+@njit(**_F)
 def activation_backward(code, Z, A, dA, dZ):
     """``dZ = dA * act'(Z)`` (ReLU'(0) = 0; tanh and sigmoid use their output A)."""
     M, N = Z.shape
-    for m in prange(M):
+    for m in range(M):
         for n in range(N):
             if code == _RELU:
                 dZ[m, n] = dA[m, n] if Z[m, n] > 0.0 else 0.0
@@ -154,10 +161,10 @@ def mse_loss(A, T, scale):
     return 0.5 * scale * total
 
 
-@njit(parallel=True, **_F)
+@njit(**_F)
 def mse_backward(A, T, scale, dA):
     """``dA = scale * (A - T)``."""
-    for m in prange(A.shape[0]):
+    for m in range(A.shape[0]):
         for n in range(A.shape[1]):
             dA[m, n] = scale * (A[m, n] - T[m, n])
 
@@ -187,10 +194,10 @@ def softmax_ce_loss(Z, T, scale):
     return scale * total
 
 
-@njit(parallel=True, **_F)
+@njit(**_F)
 def softmax_ce_backward(Z, T, scale, dZ):
     """``dZ = scale * (sum(T_row) * softmax(Z) - T)``."""
-    for m in prange(Z.shape[0]):
+    for m in range(Z.shape[0]):
         lse = _row_lse(Z, m)
         mass = 0.0
         for n in range(Z.shape[1]):

@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 
 from . import constants
-from .backends import NUMBA
+from .backends import default_kernels
+
+
+def _kernels(kernels: Any) -> Any:
+    """``kernels``, or the default set when None."""
+    return default_kernels() if kernels is None else kernels
+
 
 REDUCTIONS = ("mean", "sum")
 
@@ -63,14 +69,14 @@ class MSE(Loss):
     code = constants.LOSS_MSE
     name = "mse"
 
-    def value(self, A: np.ndarray, T: np.ndarray, kernels: Any = NUMBA) -> float:
+    def value(self, A: np.ndarray, T: np.ndarray, kernels: Any = None) -> float:
         """The loss for outputs ``A`` and (prepared) targets ``T`` of the same dtype."""
-        return float(kernels.mse_loss(A, T, self.scale(A.shape[0])))
+        return float(_kernels(kernels).mse_loss(A, T, self.scale(A.shape[0])))
 
-    def backward(self, A: np.ndarray, T: np.ndarray, kernels: Any = NUMBA) -> np.ndarray:
+    def backward(self, A: np.ndarray, T: np.ndarray, kernels: Any = None) -> np.ndarray:
         """``dL/dA``."""
         out = np.empty_like(A)
-        kernels.mse_backward(A, T, self.scale(A.shape[0]), out)
+        _kernels(kernels).mse_backward(A, T, self.scale(A.shape[0]), out)
         return out
 
 
@@ -92,12 +98,12 @@ class SoftmaxCrossEntropy(Loss):
     code = constants.LOSS_SOFTMAX_CE
     name = "softmax_cross_entropy"
 
-    def value(self, Z: np.ndarray, T: np.ndarray, kernels: Any = NUMBA) -> float:
+    def value(self, Z: np.ndarray, T: np.ndarray, kernels: Any = None) -> float:
         """The loss for logits ``Z`` and (prepared, dense) targets ``T``."""
-        return float(kernels.softmax_ce_loss(Z, T, self.scale(Z.shape[0])))
+        return float(_kernels(kernels).softmax_ce_loss(Z, T, self.scale(Z.shape[0])))
 
-    def backward(self, Z: np.ndarray, T: np.ndarray, kernels: Any = NUMBA) -> np.ndarray:
+    def backward(self, Z: np.ndarray, T: np.ndarray, kernels: Any = None) -> np.ndarray:
         """``dL/dZ``."""
         out = np.empty_like(Z)
-        kernels.softmax_ce_backward(Z, T, self.scale(Z.shape[0]), out)
+        _kernels(kernels).softmax_ce_backward(Z, T, self.scale(Z.shape[0]), out)
         return out

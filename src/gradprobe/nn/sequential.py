@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .backends import NUMBA
+from .backends import default_kernels
 from .inputs import prepare_targets, validate_inputs, validate_params
 from .layers import Activation, Dense
 from .losses import MSE, Loss
@@ -117,7 +117,7 @@ class Sequential:
 
     # -- passes -------------------------------------------------------------
     def trace(self, X: Any, T: Any, params: Mapping[str, np.ndarray] | None = None,
-              dtype: Any = None, kernels: Any = NUMBA) -> Trace:
+              dtype: Any = None, kernels: Any = None) -> Trace:
         """Run the forward pass and keep every layer's output.
 
         Parameters
@@ -130,9 +130,12 @@ class Sequential:
             Precision of the pass (default: the model's). Inputs and targets
             are cast to it (copies; the user's arrays are never written).
         kernels : kernel set, optional
-            The Numba kernels (default) or their C twin
-            (``gradprobe.nn.backends.kernel_set``).
+            The Numba kernels or their C twin
+            (``gradprobe.nn.backends.kernel_set``); by default the C twin
+            when it was built, else the Numba kernels
+            (``gradprobe.nn.backends.default_kernels``).
         """
+        kernels = default_kernels() if kernels is None else kernels
         dtype = np.dtype(dtype) if dtype is not None else self.dtype
         X = validate_inputs(X, self.n_in)
         targets = prepare_targets(T, self.loss_fn.code, X.shape[0], self.n_out, dtype)
@@ -153,7 +156,7 @@ class Sequential:
             values.append(out)
         return Trace(values, targets, params, self.loss_fn.scale(X.shape[0]))
 
-    def loss(self, X: Any, T: Any, kernels: Any = NUMBA) -> float:
+    def loss(self, X: Any, T: Any, kernels: Any = None) -> float:
         """The loss at the model's parameters (``kernels`` as in :meth:`trace`).
 
         Examples
@@ -164,20 +167,23 @@ class Sequential:
         >>> model.loss(np.array([[1.0]]), np.array([[0.0]]))
         2.0
         """
+        kernels = default_kernels() if kernels is None else kernels
         trace = self.trace(X, T, kernels=kernels)
         return float(self.loss_fn.value(trace.values[-1], trace.targets, kernels))
 
-    def gradients(self, X: Any, T: Any, kernels: Any = NUMBA) -> dict[str, np.ndarray]:
+    def gradients(self, X: Any, T: Any, kernels: Any = None) -> dict[str, np.ndarray]:
         """Gradients of the loss by backpropagation, keyed like :meth:`parameters`.
 
         ``kernels`` as in :meth:`trace`.
         """
+        kernels = default_kernels() if kernels is None else kernels
         return backward(self, self.trace(X, T, kernels=kernels), kernels)
 
 
-def backward(model: Sequential, trace: Trace, kernels: Any = NUMBA) -> dict[str, np.ndarray]:
+def backward(model: Sequential, trace: Trace, kernels: Any = None) -> dict[str, np.ndarray]:
     """Backpropagate through a recorded forward pass (with ``kernels``, as in
     :meth:`Sequential.trace`)."""
+    kernels = default_kernels() if kernels is None else kernels
     values = trace.values
     dtype = values[0].dtype
     grad = model.loss_fn.backward(values[-1], trace.targets, kernels)
