@@ -24,9 +24,16 @@ from .sequential import Sequential
 
 
 def private_params(model: Sequential, dtype: np.dtype) -> dict[str, np.ndarray]:
-    """Copies of the model's parameters in ``dtype`` (the check never touches the originals)."""
-    return {k: np.array(v, dtype=dtype, order="C", copy=True)
-            for k, v in model.parameters().items()}
+    """The model's parameters in ``dtype``, C-contiguous.
+
+    A parameter already in ``dtype`` is used as it is, not copied: the
+    structured check only reads parameters (every perturbation is a
+    difference computed from the cached forward pass, nothing is written
+    into ``W`` or ``b``), exactly as ``model.gradients`` reads them, and a copy
+    of a large layer would be a whole parameter's worth of memory. Others
+    are converted copies.
+    """
+    return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in model.parameters().items()}
 
 
 def stacked_params(plan: Plan, pos: int) -> np.ndarray:
@@ -101,7 +108,8 @@ def head_estimate(plan: Plan, pos: int, method: str, eps: float | None) -> HeadR
 
 def layer_estimates(plan: Plan, pos: int, entries_W: np.ndarray, entries_b: np.ndarray,
                     method: str, eps: float | None, full: bool) -> tuple[Estimate, Estimate]:
-    """Numerical derivatives at the given flat entries of ``W`` and ``b`` of layer ``pos``."""
+    """Numerical derivatives at the given flat entries of ``W`` and ``b`` of layer ``pos``
+    (None: every entry)."""
     layer = plan.model.layers[pos]
     n_w = layer.n_in * layer.n_out
     if full:
@@ -110,6 +118,10 @@ def layer_estimates(plan: Plan, pos: int, entries_W: np.ndarray, entries_b: np.n
             value = head.value.reshape(-1)
             bar = head.error_bar.reshape(-1)
             return (Estimate(value[:n_w], bar[:n_w]), Estimate(value[n_w:], bar[n_w:]))
+    if entries_W is None:
+        entries_W = np.arange(n_w, dtype=np.int64)
+    if entries_b is None:
+        entries_b = np.arange(layer.n_out, dtype=np.int64)
     W = plan.trace.params[f"{pos}.W"].reshape(-1)
     b = plan.trace.params[f"{pos}.b"]
     flat = np.concatenate([entries_W, n_w + entries_b]).astype(np.int64)
@@ -127,6 +139,11 @@ def layer_estimates(plan: Plan, pos: int, entries_W: np.ndarray, entries_b: np.n
                      part(est.right, second)))
 
 
+def _checked(entries: np.ndarray | None, positions: np.ndarray) -> np.ndarray:
+    """Flat indices of the checked entries at ``positions`` (entries None: every entry)."""
+    return np.asarray(positions, dtype=np.int64) if entries is None else entries[positions]
+
+
 def _entry_points(plan: Plan, pos: int, name: str,
                   entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat indices into ``[W; b]`` and values of entries of parameter ``name``."""
@@ -137,18 +154,20 @@ def _entry_points(plan: Plan, pos: int, name: str,
     return chosen + offset, values
 
 
-def refiner(plan: Plan, pos: int, name: str, entries: np.ndarray, eps: float | None):
+def refiner(plan: Plan, pos: int, name: str, entries: np.ndarray | None,
+            eps: float | None):
     """``refine(positions)`` for compare_param: Richardson estimates entry by entry."""
     def refine(positions: np.ndarray) -> Estimate:
-        flat, values = _entry_points(plan, pos, name, entries[positions])
+        flat, values = _entry_points(plan, pos, name, _checked(entries, positions))
         return entry_estimate(plan, pos, flat, values, "richardson", eps)
     return refine
 
 
-def kink_prober(plan: Plan, pos: int, name: str, entries: np.ndarray, eps: float | None):
+def kink_prober(plan: Plan, pos: int, name: str, entries: np.ndarray | None,
+                eps: float | None):
     """``kink_probe(positions)`` for compare_param: one-sided derivatives at a smaller step."""
     def kink_probe(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        flat, values = _entry_points(plan, pos, name, entries[positions])
+        flat, values = _entry_points(plan, pos, name, _checked(entries, positions))
         n_out = plan.model.layers[pos].n_out
         rows, cols = np.divmod(flat, n_out)
         h = step_size(values, "central", plan.eps, eps) / config.KINK_STEP_DIVISOR
