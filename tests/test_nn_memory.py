@@ -55,3 +55,26 @@ def test_a_planted_error_is_still_named_with_its_values():
     assert p.analytic[7, 300] == grads["0.W"][7, 300]
     assert p.max_rel_error == pytest.approx(0.01 / 1.01, rel=1e-6)
     assert "0.W[7, 300]" in str(report)
+
+
+@pytest.mark.parametrize("mode", ["full", "sample"])
+def test_entry_by_entry_layers_chunked_equal_one_call(mode, monkeypatch):
+    """The entry-by-entry path (a layer with layers after it) in chunks of 13 entries,
+    the W/b border inside a chunk: the same estimates, verdicts and kinks."""
+    rng = np.random.default_rng(4)
+    model = nn.Sequential([nn.Dense(9, 7, seed=0), nn.ReLU(), nn.Dense(7, 5, seed=1)],
+                          loss=nn.SoftmaxCrossEntropy())
+    X, T = rng.standard_normal((6, 9)), rng.integers(0, 5, 6)
+    grads = model.gradients(X, T)
+    grads["0.W"][2, 3] *= 1.01
+    options = {"mode": mode, "samples": 40} if mode == "sample" else {}
+    whole = nn.check_model(model, X, T, grads, **options)
+    monkeypatch.setattr(config, "ESTIMATE_CHUNK", 13)
+    chunked = nn.check_model(model, X, T, grads, **options)
+    for name, p in whole.params.items():
+        q = chunked.params[name]
+        np.testing.assert_array_equal(p.numeric, q.numeric)
+        np.testing.assert_array_equal(p.error_bar, q.error_bar)
+        assert (p.failed_indices, p.kinks) == (q.failed_indices, q.kinks)
+    if mode == "full":
+        assert whole.params["0.W"].failed_indices == [(2, 3)]

@@ -174,6 +174,11 @@ VERDICT_KERNEL_MIN_ENTRIES = 200_000
 #: tracemalloc in tests/test_nn_memory.py (NumPy allocations) and as
 #: resident-set growth in benchmarks/test_w1_dense.py.
 FULL_CHECK_PEAK_FACTOR = 4.0
+#: Entries handed to a black-box engine per call when a parameter's entries
+#: are estimated (gradprobe.estimation.estimate_entries): the perturbed
+#: points, their losses and the stencil's temporaries exist for one chunk at
+#: a time; the estimates go into arrays allocated once.
+ESTIMATE_CHUNK = 1 << 16
 #: Entries per chunk when per-entry error metrics are recomputed or reduced
 #: (the verdict's summary pass, a large report's worst entries): the
 #: temporaries of one chunk stay this small however large the parameter.

@@ -118,25 +118,40 @@ def layer_estimates(plan: Plan, pos: int, entries_W: np.ndarray, entries_b: np.n
             value = head.value.reshape(-1)
             bar = head.error_bar.reshape(-1)
             return (Estimate(value[:n_w], bar[:n_w]), Estimate(value[n_w:], bar[n_w:]))
-    if entries_W is None:
-        entries_W = np.arange(n_w, dtype=np.int64)
-    if entries_b is None:
-        entries_b = np.arange(layer.n_out, dtype=np.int64)
+    n_b = layer.n_out
+    count_W = n_w if entries_W is None else entries_W.size
+    count_b = n_b if entries_b is None else entries_b.size
     W = plan.trace.params[f"{pos}.W"].reshape(-1)
     b = plan.trace.params[f"{pos}.b"]
-    flat = np.concatenate([entries_W, n_w + entries_b]).astype(np.int64)
-    values = np.concatenate([W[entries_W], b[entries_b]]).astype(np.float64)
-    est = entry_estimate(plan, pos, flat, values, method, eps)
-    k = entries_W.size
+
+    def chosen(entries: np.ndarray | None, lo: int, hi: int) -> np.ndarray:
+        return np.arange(lo, hi, dtype=np.int64) if entries is None else entries[lo:hi]
+
+    # Entries of [W; b] go to the kernel config.ESTIMATE_CHUNK at a time (every
+    # entry's estimate is its own), into arrays allocated once: the kernel's
+    # differences, bounds and steps never exist for more than one chunk.
+    total = count_W + count_b
+    out: dict[str, np.ndarray | None] = {}
+    for lo in range(0, total, config.ESTIMATE_CHUNK):
+        hi = min(total, lo + config.ESTIMATE_CHUNK)
+        w_part = chosen(entries_W, min(lo, count_W), min(hi, count_W))
+        b_part = chosen(entries_b, max(lo - count_W, 0), max(hi - count_W, 0))
+        flat = np.concatenate([w_part, n_w + b_part]).astype(np.int64)
+        values = np.concatenate([W[w_part], b[b_part]]).astype(np.float64)
+        est = entry_estimate(plan, pos, flat, values, method, eps)
+        for key in ("value", "error_bar", "left", "right"):
+            part = getattr(est, key)
+            if lo == 0:
+                out[key] = None if part is None else np.empty(total)
+            if part is not None:
+                out[key][lo:hi] = part
 
     def part(a: np.ndarray | None, sl: slice) -> np.ndarray | None:
         return None if a is None else a[sl]
 
-    first, second = slice(0, k), slice(k, None)
-    return (Estimate(est.value[first], est.error_bar[first], part(est.left, first),
-                     part(est.right, first)),
-            Estimate(est.value[second], est.error_bar[second], part(est.left, second),
-                     part(est.right, second)))
+    first, second = slice(0, count_W), slice(count_W, None)
+    return tuple(Estimate(out["value"][sl], out["error_bar"][sl], part(out["left"], sl),
+                          part(out["right"], sl)) for sl in (first, second))
 
 
 def _checked(entries: np.ndarray | None, positions: np.ndarray) -> np.ndarray:
