@@ -250,7 +250,9 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
     grad : ndarray
         The user's whole gradient array for this parameter.
     estimate : Estimate
-        Numerical derivatives at ``entries``.
+        Numerical derivatives at ``entries``. The report keeps its value and
+        error-bar arrays (no copy when they are float64 and writeable), and
+        refined entries are written into them.
     rtol, atol : float or None
         User tolerances; ``None`` picks the defaults for ``grad``'s dtype.
     refine : callable, optional
@@ -269,7 +271,6 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
         as it is instead of copied. The user's gradients are always copied.
     """
     flat = grad.reshape(-1)
-    size = int(np.prod(shape, dtype=np.int64))
     full = entries is None or (
         entries.size == flat.size and entries.size > 0 and entries[0] == 0
         and entries[-1] == flat.size - 1)  # select_entries gives sorted unique entries
