@@ -18,12 +18,26 @@ The same check on the C twin of the kernels (``backend="cffi"``, when the C
 kernel is built) is timed in the same run, and its estimates are compared
 with the Numba kernels' bit for bit.
 
+Memory: every case also runs the check in a fresh subprocess, once to warm
+up and once while a thread samples the resident set every millisecond, and
+records the peak growth over the resident set before that check, in MB and
+in multiples of the parameter bytes (``config.FULL_CHECK_PEAK_FACTOR`` is the
+documented bound); ``spread`` is the slowest timed round over the fastest.
+``GRADPROBE_BENCH_LARGE=1`` adds Dense(8192, 8192) (67M entries, 512 MB of
+parameters): one check in a subprocess (no warm-up: its first round), its
+time and peak memory.
+
 A 3-layer MLP (256-128-64-10, ReLU, softmax cross-entropy) shows the case
 where perturbing the first layer recomputes every later layer. The table is
 printed at the end of the run.
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import time
 
 import numpy as np
@@ -46,8 +60,11 @@ ROUNDS = {256: 20, 1024: 10, 4096: 3}
 SEED_EPS = 1e-5
 
 TITLE = "W1 dense layer, full check (float64, batch 64; seconds, min of rounds)"
-COLUMNS = ("case", "entries", "structured", "seed-style loop", "generic python", "bound",
-           "vs seed loop", "vs generic", "/ bound", "structured C", "C / Numba")
+COLUMNS = ("case", "entries", "structured", "spread", "peak MB", "peak / params",
+           "seed-style loop", "generic python", "bound", "vs seed loop", "vs generic",
+           "/ bound", "structured C", "C / Numba")
+#: Sizes of the opt-in large case (``GRADPROBE_BENCH_LARGE=1``).
+LARGE_SIZES = (8192,)
 _ROWS: list[dict] = []
 _PUBLISHED: list[bool] = []
 
@@ -86,13 +103,74 @@ def _cells(r: dict) -> tuple[str, ...]:
     """One row of the table as text (ratios are reference time / structured time)."""
     generic = f"{r['generic']:.3g}" if r["generic"] else "-"
     vs_generic = f"{r['generic'] / r['structured']:,.0f}x" if r["generic"] else "-"
+    seed = f"{r['seed']:.3g}" if r["seed"] else "-"
+    vs_seed = f"{r['seed'] / r['structured']:,.0f}x" if r["seed"] else "-"
     bound = f"{r['bound']:.3g}" if r["bound"] else "-"
     over = f"{r['structured'] / r['bound']:.1f}" if r["bound"] else "-"
     c_time = f"{r['c'][0]:.3g}" if r.get("c") else "-"
     c_ratio = f"{r['c'][0] / r['c'][1]:.2f}" if r.get("c") else "-"
-    return (r["case"], f"{r['entries']:,}", f"{r['structured']:.3g}", f"{r['seed']:.3g}",
-            generic, bound, f"{r['seed'] / r['structured']:,.0f}x", vs_generic, over,
-            c_time, c_ratio)
+    spread = f"{r['spread']:.2f}" if r.get("spread") else "-"
+    memory = r.get("memory")
+    peak = f"{memory['growth'] / 2 ** 20:,.0f}" if memory else "-"
+    ratio = f"{memory['growth'] / memory['param_bytes']:.2f}" if memory else "-"
+    return (r["case"], f"{r['entries']:,}", f"{r['structured']:.3g}", spread, peak, ratio,
+            seed, generic, bound, vs_seed, vs_generic, over, c_time, c_ratio)
+
+
+#: Run in a fresh interpreter: one warm-up check of the same layer (kernels
+#: compiled and loaded, the first touch of the process's memory), then a
+#: second check while a thread samples the resident set every millisecond;
+#: prints the peak growth over the resident set before the second check, and
+#: its time, as JSON.
+_MEMORY_SCRIPT = textwrap.dedent("""
+    import gc, json, resource, sys, threading, time
+    import numpy as np
+    from gradprobe import nn
+    sys.path.insert(0, sys.argv[3])
+    from test_w1_dense import dense_problem
+
+    def resident():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize()
+
+    n, loss = int(sys.argv[1]), sys.argv[2]
+    model, X, T = dense_problem(n, loss)
+    grads = model.gradients(X, T)
+    if sys.argv[4] == "1":
+        nn.check_model(model, X, T, grads)
+    gc.collect()
+    before = peak = resident()
+    done = threading.Event()
+
+    def sample():
+        global peak
+        while not done.is_set():
+            peak = max(peak, resident())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    start = time.perf_counter()
+    report = nn.check_model(model, X, T, grads)
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    peak = max(peak, resident())
+    assert report.passed and report.params["0.W"].checked == n * n
+    print(json.dumps({"growth": peak - before, "seconds": seconds,
+                      "param_bytes": sum(p.nbytes for p in model.parameters().values())}))
+""")
+
+
+def peak_memory(n: int, loss: str, warm_up: bool = True) -> dict | None:
+    """Peak resident-set growth of one full check of Dense(n, n), in a fresh process
+    (``None`` where ``/proc`` is missing)."""
+    if not os.path.exists("/proc/self/statm"):
+        return None
+    out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(n), loss,
+                          os.path.dirname(os.path.abspath(__file__)), str(int(warm_up))],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def format_table(rows: list[dict]) -> list[str]:
@@ -112,6 +190,9 @@ def publish(request, row: dict) -> None:
         return
     tab = shared(TITLE, COLUMNS)
     if not tab.notes:
+        tab.note("spread = slowest / fastest timed round; peak = resident-set growth of one "
+                 "check in a fresh process after a warm-up check (RSS sampled every ms), in MB "
+                 "and in parameter bytes")
         tab.note("structured = gradprobe.nn.check_model, every entry of W and b; seed-style "
                  "loop and generic python (gp.check, backend='python') are timed on a sample "
                  "and extrapolated; bound = P * B * 6 / measured GEMM flop/s; structured C = "
@@ -218,8 +299,24 @@ def test_w1_dense_full_check(benchmark, request, gemm_flops, n, loss):
     generic = generic_seconds(model, X, T, grads, GENERIC_SAMPLES[n]) * entries
     bound = n * n * BATCH * 6 / gemm_flops
     row = {"case": f"{n}x{n} {loss}", "entries": entries, "structured": structured,
+           "spread": benchmark.stats.stats.max / structured, "memory": peak_memory(n, loss),
            "seed": seed, "generic": generic, "bound": bound,
            "c": c_seconds(model, X, T, grads, report, ROUNDS[n])}
+    benchmark.extra_info.update({k: v for k, v in row.items() if k != "case"})
+    publish(request, row)
+
+
+@pytest.mark.skipif(os.environ.get("GRADPROBE_BENCH_LARGE") != "1",
+                    reason="opt-in: GRADPROBE_BENCH_LARGE=1 (needs ~2.5 GB of memory)")
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("n", LARGE_SIZES)
+def test_w1_dense_large(benchmark, request, gemm_flops, n, loss):
+    """Dense(8192, 8192): one full check in a fresh process, its time and peak memory."""
+    benchmark.group = f"W1 {n}x{n}"
+    memory = benchmark.pedantic(peak_memory, args=(n, loss, False), rounds=1, iterations=1)
+    row = {"case": f"{n}x{n} {loss}", "entries": n * n + n, "structured": memory["seconds"],
+           "memory": memory, "seed": None, "generic": None,
+           "bound": n * n * BATCH * 6 / gemm_flops, "c": None}
     benchmark.extra_info.update({k: v for k, v in row.items() if k != "case"})
     publish(request, row)
 
@@ -243,6 +340,7 @@ def test_w1_mlp_first_layer(benchmark, request):
     seed = seed_loop_seconds(model, X, T, 2000) * entries
     generic = generic_seconds(model, X, T, grads, 100) * entries
     row = {"case": "MLP 256-128-64-10 relu softmax_ce", "entries": entries,
+           "spread": benchmark.stats.stats.max / structured,
            "structured": structured, "seed": seed, "generic": generic, "bound": None,
            "c": c_seconds(model, X, T, grads, report, 2)}
     benchmark.extra_info.update({k: v for k, v in row.items() if k != "case"})

@@ -93,3 +93,45 @@ def relu_grad(x, at_zero=0.0):
     g = np.where(x > 0, 1.0, 0.0)
     g = np.where(x == 0, at_zero, g)
     return g * np.arange(1, x.size + 1).reshape(x.shape)
+
+
+# -- the verdict of one parameter, with every per-entry array (the reference of
+#    gradprobe.verdict.compare_param, which keeps only the masks) ----------------
+
+def naive_compare(analytic, estimate, rtol, atol, refine=None, kink_probe=None,
+                  confirm_limit=1024, kink_jump_kept=0.5):
+    """Judge everything, re-judge everything after each step: returns
+    ``(failed, kink, numeric, error_bar, abs_error, rel_error, ratio)``."""
+    from gradprobe.stencils import Estimate
+    from gradprobe.verdict import _at_kink, judge
+
+    def merge(base, positions, better):
+        def put(target, source):
+            if source is None:
+                return target
+            out = np.full(base.value.size, np.nan) if target is None else target.copy()
+            out[positions] = source
+            return out
+        return Estimate(put(base.value, better.value), put(base.error_bar, better.error_bar),
+                        put(base.left, better.left), put(base.right, better.right))
+
+    a = np.asarray(analytic, dtype=np.float64)
+    verdict = judge(a, estimate, rtol=rtol, atol=atol)
+    suspects = verdict.failed | verdict.kink
+    if refine is not None and suspects.any():
+        positions = np.flatnonzero(suspects)
+        positions = positions[np.argsort(-verdict.ratio[positions], kind="stable")]
+        positions = positions[:confirm_limit]
+        estimate = merge(estimate, positions, refine(positions))
+        verdict = judge(a, estimate, rtol=rtol, atol=atol)
+    failed, kink = verdict.failed.copy(), verdict.kink.copy()
+    if kink_probe is not None and kink.any():
+        positions = np.flatnonzero(kink)
+        left, right = kink_probe(positions)
+        jump_before = np.abs(estimate.right[positions] - estimate.left[positions])
+        kept = np.abs(right - left) >= kink_jump_kept * jump_before
+        confirmed = kept & _at_kink(a[positions], left, right, verdict.allowance[positions])
+        kink[positions[~confirmed]] = False
+        failed[positions[~confirmed]] = True
+    return (failed, kink, estimate.value, estimate.error_bar, verdict.abs_error,
+            verdict.rel_error, verdict.ratio)

@@ -373,8 +373,9 @@ def run_check(f: Callable[..., Any], params: Structure, grads: Structure | Calla
         else:
             reports = {}
             for p, (name, array) in enumerate(zip(paramset.names, paramset.arrays)):
-                entries = select_entries(array.size, samples if mode == "sample" else None,
-                                         int(seed), p)
+                # every entry (entries=None: no index array) unless mode="sample"
+                entries = select_entries(array.size, samples, int(seed), p) \
+                    if mode == "sample" else None
                 reports[name] = check_entries(problem, engine, stencil, p, entries,
                                               grad_arrays[p], eps=eps, rtol=rtol, atol=atol)
     finally:

@@ -82,6 +82,10 @@ DEFAULT_SAMPLES = 32
 
 #: Number of worst entries listed under the table in ``str(report)``.
 REPORT_WORST = 5
+#: ``report.to_dict()`` lists at most this many failed indices (and kinks)
+#: per parameter, with ``failed_indices_omitted`` / ``kinks_omitted`` counting
+#: the rest: a summary of a 16.8M-entry layer with every entry wrong stays small.
+REPORT_MAX_INDICES = 1000
 #: Significant digits of numbers in ``str(report)``.
 REPORT_DIGITS = 4
 
@@ -169,6 +173,24 @@ DIRECTIONAL_NOISE_SAFETY = 2.0
 #: metrics run in one fused parallel Numba kernel (gradprobe.verdict_kernel)
 #: instead of separate NumPy passes; below it Numba is not even imported.
 VERDICT_KERNEL_MIN_ENTRIES = 200_000
+#: Peak memory of a full structured check (``gradprobe.nn.check_model``) of
+#: a float64 layer, in parameter bytes: the report keeps the numerical
+#: estimates (1x), their error bars (1x) and a float64 copy of the analytic
+#: gradient (1x), plus one byte per entry for each of the failed and kink
+#: masks (0.25x); nothing else per entry outlives a kernel call. The
+#: parameters themselves are read in place, not copied. Measured with
+#: tracemalloc in tests/test_nn_memory.py (NumPy allocations) and as
+#: resident-set growth in benchmarks/test_w1_dense.py.
+FULL_CHECK_PEAK_FACTOR = 4.0
+#: Entries handed to a black-box engine per call when a parameter's entries
+#: are estimated (gradprobe.estimation.estimate_entries): the perturbed
+#: points, their losses and the stencil's temporaries exist for one chunk at
+#: a time; the estimates go into arrays allocated once.
+ESTIMATE_CHUNK = 1 << 16
+#: Entries per chunk when per-entry error metrics are recomputed or reduced
+#: (the verdict's summary pass, a large report's worst entries): the
+#: temporaries of one chunk stay this small however large the parameter.
+VERDICT_CHUNK = 1 << 16
 
 #: :class:`gradprobe.GradientMonitor`: check every this many steps by default.
 MONITOR_EVERY = 100

@@ -39,8 +39,15 @@ def select_entries(size: int, samples: int | None, seed: int, param: int) -> np.
 
 
 def estimate_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int,
-                     entries: np.ndarray, eps: float | None) -> Estimate:
-    """Numerical derivatives of ``f`` with respect to ``entries`` of parameter ``param``.
+                     entries: np.ndarray | None, eps: float | None) -> Estimate:
+    """Numerical derivatives of ``f`` with respect to ``entries`` of parameter ``param``
+    (None: every entry).
+
+    Entries go to the engine ``config.ESTIMATE_CHUNK`` at a time, each chunk's
+    estimates written into arrays allocated once: the perturbed points, the
+    losses and the stencil's temporaries never exist for more than one chunk
+    (every entry's estimate depends on that entry alone, so the result is
+    the same as in one call).
 
     Raises
     ------
@@ -48,6 +55,30 @@ def estimate_entries(problem: Problem, engine: Engine, stencil: Stencil, param: 
         When ``f`` returns a non-finite loss at a perturbed point (the message
         names the parameter, the entry and the perturbed value).
     """
+    size = problem.working[param].size if entries is None else entries.size
+    chunk = config.ESTIMATE_CHUNK
+
+    def chosen(lo: int, hi: int) -> np.ndarray:
+        return np.arange(lo, hi, dtype=np.int64) if entries is None else entries[lo:hi]
+
+    if size <= chunk:
+        return _estimate_chunk(problem, engine, stencil, param, chosen(0, size), eps)
+    out: dict[str, np.ndarray | None] = {}
+    for lo in range(0, size, chunk):
+        hi = min(size, lo + chunk)
+        est = _estimate_chunk(problem, engine, stencil, param, chosen(lo, hi), eps)
+        for key in ("value", "error_bar", "left", "right"):
+            part = getattr(est, key)
+            if lo == 0:
+                out[key] = None if part is None else np.empty(size, dtype=part.dtype)
+            if part is not None:
+                out[key][lo:hi] = part
+    return Estimate(out["value"], out["error_bar"], out["left"], out["right"])
+
+
+def _estimate_chunk(problem: Problem, engine: Engine, stencil: Stencil, param: int,
+                    entries: np.ndarray, eps: float | None) -> Estimate:
+    """:func:`estimate_entries` for one chunk of entries."""
     flat = problem.working[param].reshape(-1)
     x = flat[entries]
     x_real = x.real if np.iscomplexobj(x) else x
@@ -65,7 +96,6 @@ def estimate_entries(problem: Problem, engine: Engine, stencil: Stencil, param: 
             "domain boundary")
     eps_eval = float(np.finfo(problem.eval_dtype).eps)
     return stencil.estimate(losses, x_real, points, problem.f0, problem.noise.level, eps_eval)
-
 
 
 def one_sided(problem: Problem, engine: Engine, param: int, entries: np.ndarray,
@@ -90,7 +120,7 @@ def one_sided(problem: Problem, engine: Engine, param: int, entries: np.ndarray,
 
 
 def check_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int,
-                  entries: np.ndarray, grad: np.ndarray, *, eps: float | None,
+                  entries: np.ndarray | None, grad: np.ndarray, *, eps: float | None,
                   rtol: float | None, atol: float | None) -> "ParamReport":
     """Estimate and judge ``entries`` of one parameter: the per-entry check.
 
@@ -118,8 +148,15 @@ def check_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int
     from .verdict import compare_param
 
     array = problem.paramset.arrays[param]
-    entries = np.asarray(entries, dtype=np.int64)
-    if entries.size == 0:
+    if entries is not None:
+        entries = np.asarray(entries, dtype=np.int64)
+
+    def chosen(positions: np.ndarray) -> np.ndarray:
+        """Flat indices of the checked entries at ``positions`` (None: every entry)."""
+        return np.asarray(positions, dtype=np.int64) if entries is None \
+            else entries[positions]
+
+    if (array.size if entries is None else entries.size) == 0:
         empty = np.empty(0)
         est = Estimate(empty, empty)
     else:
@@ -128,10 +165,10 @@ def check_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int
     if stencil.method in ("central", "forward"):
         def refine(positions: np.ndarray) -> Estimate:
             return estimate_entries(problem, engine, Stencil("richardson"), param,
-                                    entries[positions], eps)
+                                    chosen(positions), eps)
     kink_probe = None
     if stencil.method != "complex":
         def kink_probe(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return one_sided(problem, engine, param, entries[positions], eps)
+            return one_sided(problem, engine, param, chosen(positions), eps)
     return compare_param(problem.names[param], array.shape, array.dtype, entries, grad,
                          est, rtol=rtol, atol=atol, refine=refine, kink_probe=kink_probe)

@@ -59,6 +59,13 @@ class ParamReport:
     analytic, numeric, error_bar : ndarray
         Values at the checked entries: whole arrays of ``shape`` in full mode,
         1-d arrays aligned with :attr:`indices` otherwise.
+    abs_error_flat, rel_error_flat, ratio_flat : ndarray
+        Per-entry ``|a - n|``, ``|a - n| / max(|a|, |n|)`` and error/allowance
+        ratio. A report built by the verdict does not keep them (on a large
+        layer they would be most of its memory): they are recomputed from
+        the analytic and numerical values, the error bars and the tolerances
+        on access, bit for bit what the verdict computed. The summary numbers
+        above come from the verdict's own pass and cost nothing to read.
     diagnosis : str or None
         What kind of bug the failures look like (``None`` when passed).
     refined : int
@@ -85,13 +92,13 @@ class ParamReport:
     name: str
     shape: tuple[int, ...]
     dtype: str
-    flat_indices: np.ndarray
+    flat_indices: np.ndarray | None  # None: every entry (full mode), see _lazy below
     analytic_flat: np.ndarray
     numeric_flat: np.ndarray
     error_bar_flat: np.ndarray
-    abs_error_flat: np.ndarray
-    rel_error_flat: np.ndarray
-    ratio_flat: np.ndarray
+    abs_error_flat: np.ndarray | None
+    rel_error_flat: np.ndarray | None
+    ratio_flat: np.ndarray | None
     failed_mask: np.ndarray
     kink_mask: np.ndarray
     rtol: float
@@ -100,6 +107,74 @@ class ParamReport:
     refined: int = 0
     diagnosis: str | None = None
     resolution: float | None = None
+    #: ``(max_abs_error, max_rel_error, worst position)`` from the verdict's
+    #: pass, or None (then derived from the per-entry arrays).
+    summary: tuple[float, float, int | None] | None = field(default=None, repr=False)
+
+    # -- lazily recomputed per-entry arrays --------------------------------------
+    def _recompute(self, key: str) -> np.ndarray:
+        if key == "flat_indices":  # None means every entry, in order
+            return np.arange(int(np.prod(self.shape, dtype=np.int64)), dtype=np.int64)
+        from .verdict import entry_metrics
+
+        metrics = entry_metrics(self.analytic_flat, self.numeric_flat, self.error_bar_flat,
+                                self.rtol, self.atol)
+        return metrics[{"abs_error_flat": 0, "rel_error_flat": 1, "ratio_flat": 3}[key]]
+
+    def _at(self, mask: np.ndarray) -> np.ndarray:
+        """Flat indices of the entries where ``mask`` is set."""
+        stored = self.__dict__.get("_flat_indices")
+        return np.flatnonzero(mask) if stored is None else stored[mask]
+
+    def _flat_index(self, pos: int) -> int:
+        stored = self.__dict__.get("_flat_indices")
+        return int(pos) if stored is None else int(stored[pos])
+
+    def _metrics_at(self, positions: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``(abs_error, rel_error, ratio)`` at ``positions`` only."""
+        if self.__dict__.get("_ratio_flat") is not None:
+            return (self.abs_error_flat[positions], self.rel_error_flat[positions],
+                    self.ratio_flat[positions])
+        from .verdict import entry_metrics
+
+        bar = np.broadcast_to(self.error_bar_flat, self.analytic_flat.shape)
+        err, rel, _, ratio = entry_metrics(self.analytic_flat[positions],
+                                           self.numeric_flat[positions], bar[positions],
+                                           self.rtol, self.atol)
+        return err, rel, ratio
+
+    def _top_ratio(self, count: int) -> np.ndarray:
+        """Positions of the ``count`` largest ratios (NaN counts as inf; ties in
+        order of position), as a stable ``argsort`` of all ratios would give,
+        computed chunk by chunk when the ratios are not stored."""
+        def key(r: np.ndarray) -> np.ndarray:
+            return np.where(np.isnan(r), np.inf, r)
+
+        if self.__dict__.get("_ratio_flat") is not None or \
+                self.analytic_flat.size <= config.VERDICT_CHUNK:
+            return np.argsort(-key(self.ratio_flat), kind="stable")[:count]
+        from .verdict import entry_metrics
+
+        size = self.analytic_flat.size
+        bar = np.broadcast_to(self.error_bar_flat, (size,))
+        picks, values = [], []
+        for start in range(0, size, config.VERDICT_CHUNK):
+            sl = slice(start, min(size, start + config.VERDICT_CHUNK))
+            r = key(entry_metrics(self.analytic_flat[sl], self.numeric_flat[sl], bar[sl],
+                                  self.rtol, self.atol)[3])
+            k = min(count, r.size)
+            if k == 0:
+                continue
+            kth = np.partition(r, r.size - k)[r.size - k]
+            above = np.flatnonzero(r > kth)
+            tied = np.flatnonzero(r == kth)[:k - above.size]
+            chosen = np.concatenate([above, tied])
+            picks.append(chosen + start)
+            values.append(r[chosen])
+        if not picks:
+            return np.zeros(0, dtype=np.int64)
+        pos, val = np.concatenate(picks), np.concatenate(values)
+        return pos[np.lexsort((pos, -val))][:count]
 
     # -- summary numbers -------------------------------------------------
     @property
@@ -109,7 +184,8 @@ class ParamReport:
 
     @property
     def checked(self) -> int:
-        return int(self.flat_indices.size)
+        stored = self.__dict__.get("_flat_indices")
+        return int(np.prod(self.shape, dtype=np.int64)) if stored is None else int(stored.size)
 
     @property
     def failed(self) -> int:
@@ -121,14 +197,20 @@ class ParamReport:
 
     @property
     def max_abs_error(self) -> float:
+        if self.summary is not None:
+            return float(self.summary[0])
         return float(self.abs_error_flat[self._smooth].max(initial=0.0))
 
     @property
     def max_rel_error(self) -> float:
+        if self.summary is not None:
+            return float(self.summary[1])
         return float(self.rel_error_flat[self._smooth].max(initial=0.0))
 
     @property
     def _worst_position(self) -> int | None:
+        if self.summary is not None:
+            return self.summary[2]
         ratio = np.where(self._smooth, self.ratio_flat, -1.0)
         if ratio.size == 0 or ratio.max() < 0:
             return None
@@ -137,15 +219,15 @@ class ParamReport:
     @property
     def worst_index(self) -> tuple[int, ...] | None:
         pos = self._worst_position
-        return None if pos is None else _index(self.flat_indices[pos], self.shape)
+        return None if pos is None else _index(self._flat_index(pos), self.shape)
 
     @property
     def failed_indices(self) -> list[tuple[int, ...]]:
-        return [_index(i, self.shape) for i in self.flat_indices[self.failed_mask]]
+        return [_index(i, self.shape) for i in self._at(self.failed_mask)]
 
     @property
     def kinks(self) -> list[tuple[int, ...]]:
-        return [_index(i, self.shape) for i in self.flat_indices[self.kink_mask]]
+        return [_index(i, self.shape) for i in self._at(self.kink_mask)]
 
     @property
     def indices(self) -> list[tuple[int, ...]]:
@@ -170,18 +252,19 @@ class ParamReport:
     # -- presentation -----------------------------------------------------
     def worst_entries(self, count: int = config.REPORT_WORST) -> list[dict[str, Any]]:
         """The ``count`` entries with the largest error/allowance ratio."""
-        order = np.argsort(-np.where(np.isnan(self.ratio_flat), np.inf, self.ratio_flat),
-                           kind="stable")[:count]
+        order = self._top_ratio(count)
+        abs_error, rel_error, ratio = self._metrics_at(order)
+        bar = np.broadcast_to(self.error_bar_flat, self.analytic_flat.shape)
         rows = []
-        for pos in order:
+        for k, pos in enumerate(order):
             rows.append({
-                "index": list(_index(self.flat_indices[pos], self.shape)),
+                "index": list(_index(self._flat_index(pos), self.shape)),
                 "analytic": float(self.analytic_flat[pos]),
                 "numeric": float(self.numeric_flat[pos]),
-                "error_bar": float(self.error_bar_flat[pos]),
-                "abs_error": float(self.abs_error_flat[pos]),
-                "rel_error": float(self.rel_error_flat[pos]),
-                "ratio": float(self.ratio_flat[pos]),
+                "error_bar": float(bar[pos]),
+                "abs_error": float(abs_error[k]),
+                "rel_error": float(rel_error[k]),
+                "ratio": float(ratio[k]),
                 "status": "kink" if self.kink_mask[pos] else
                           ("FAIL" if self.failed_mask[pos] else "ok"),
             })
@@ -195,8 +278,8 @@ class ParamReport:
             "max_abs_error": _json_float(self.max_abs_error),
             "max_rel_error": _json_float(self.max_rel_error),
             "worst_index": None if self.worst_index is None else list(self.worst_index),
-            "failed_indices": [list(i) for i in self.failed_indices],
-            "kinks": [list(i) for i in self.kinks],
+            **_index_list("failed_indices", self._at(self.failed_mask), self.shape),
+            **_index_list("kinks", self._at(self.kink_mask), self.shape),
             "diagnosis": self.diagnosis, "refined": self.refined,
             "rtol": self.rtol, "atol": self.atol,
             "resolution": None if self.resolution is None else _json_float(self.resolution),
@@ -208,6 +291,33 @@ class ParamReport:
             for key in ("analytic", "numeric", "error_bar"):
                 out[key] = [_json_float(float(v)) for v in getattr(self, f"{key}_flat")]
         return out
+
+
+def _index_list(key: str, flat: np.ndarray, shape: tuple[int, ...]) -> dict[str, Any]:
+    """``{key: [...]}`` with at most ``config.REPORT_MAX_INDICES`` indices, and
+    ``{key}_omitted``: how many more there are (a summary stays small however
+    many entries fail)."""
+    shown = flat[:config.REPORT_MAX_INDICES]
+    return {key: [list(_index(i, shape)) for i in shown],
+            f"{key}_omitted": int(flat.size - shown.size)}
+
+
+# Per-entry arrays a report may leave out (None): recomputed on access.
+def _lazy(key: str) -> property:
+    slot = f"_{key}"
+
+    def get(self: ParamReport) -> np.ndarray:
+        stored = self.__dict__.get(slot)
+        return self._recompute(key) if stored is None else stored
+
+    def put(self: ParamReport, value: np.ndarray | None) -> None:
+        self.__dict__[slot] = value
+
+    return property(get, put, doc=f"``{key}`` (recomputed when not stored).")
+
+
+for _key in ("flat_indices", "abs_error_flat", "rel_error_flat", "ratio_flat"):
+    setattr(ParamReport, _key, _lazy(_key))
 
 
 def _json_float(value: float) -> float | str:

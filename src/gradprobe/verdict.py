@@ -14,8 +14,10 @@ is not differentiable there, and the entry is reported apart, not failed.
 """
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -64,10 +66,27 @@ def default_rtol(grad_dtype: np.dtype) -> float:
 
 
 def default_atol(grad_dtype: np.dtype, analytic: np.ndarray, numeric: np.ndarray) -> float:
-    """Absolute tolerance: a fraction of the parameter's largest gradient entry."""
-    finite_a = np.abs(analytic[np.isfinite(analytic)])
-    largest = max(float(finite_a.max(initial=0.0)), float(np.abs(numeric).max(initial=0.0)))
-    return config.DEFAULT_ATOL_FRACTION[_precision(grad_dtype)] * largest
+    """Absolute tolerance: a fraction of the parameter's largest gradient entry.
+
+    NaN/inf analytic entries are ignored; a NaN numeric entry is ignored too
+    (``max(largest analytic, nan)`` keeps the first).
+    """
+    return config.DEFAULT_ATOL_FRACTION[_precision(grad_dtype)] * \
+        max(_max_abs(analytic, finite_only=True), _max_abs(numeric, finite_only=False))
+
+
+def _max_abs(values: np.ndarray, *, finite_only: bool) -> float:
+    """``max(|values|)`` (0 when empty) from the array's min and max: no temporary
+    array unless ``finite_only`` and some entry is NaN or inf. Without
+    ``finite_only`` a NaN gives NaN, as ``np.abs(values).max()`` does."""
+    values = np.asarray(values)
+    if values.size == 0:
+        return 0.0
+    high, low = float(values.max()), float(values.min())
+    if finite_only and not (np.isfinite(high) and np.isfinite(low)):
+        finite = np.abs(values[np.isfinite(values)])
+        return float(finite.max(initial=0.0))
+    return float(np.max([0.0, high, -low]))
 
 
 def _precision(dtype: np.dtype) -> np.dtype:
@@ -102,14 +121,8 @@ def judge(analytic: np.ndarray, estimate: Estimate, *, rtol: float, atol: float)
     array([False,  True])
     """
     a = np.asarray(analytic, dtype=np.float64)
-    if a.size >= config.VERDICT_KERNEL_MIN_ENTRIES:
-        from .verdict_kernel import error_metrics
-
-        abs_error, rel_error, allowance, ratio = error_metrics(
-            a, estimate.value, estimate.error_bar, rtol, atol)
-    else:
-        abs_error, rel_error, allowance, ratio = _error_metrics(
-            a, estimate.value, estimate.error_bar, rtol, atol)
+    abs_error, rel_error, allowance, ratio = entry_metrics(
+        a, estimate.value, estimate.error_bar, rtol, atol)
     failed = ratio > 1.0
     kink = np.zeros_like(failed)
     if estimate.left is not None and estimate.right is not None and failed.any():
@@ -117,6 +130,83 @@ def judge(analytic: np.ndarray, estimate: Estimate, *, rtol: float, atol: float)
         kink[at] = _at_kink(a[at], estimate.left[at], estimate.right[at], allowance[at])
         failed = failed & ~kink
     return Judgement(abs_error, rel_error, allowance, ratio, failed, kink, rtol, atol)
+
+
+def entry_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
+                  atol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(abs_error, rel_error, allowance, ratio)`` of every entry: the fused kernel
+    for large arrays, NumPy below ``config.VERDICT_KERNEL_MIN_ENTRIES`` (the two
+    agree bit for bit)."""
+    if _kernel(np.size(a)):
+        from .verdict_kernel import error_metrics
+
+        return error_metrics(a, n, bar, rtol, atol)
+    with _numpy_time(np.size(a)):
+        return _error_metrics(np.asarray(a, dtype=np.float64), n, bar, rtol, atol)
+
+
+def _kernel(size: int) -> bool:
+    """Use the fused kernels: a large check (``config.VERDICT_KERNEL_MIN_ENTRIES``)
+    whose kernels load from the cache or have paid for their compile
+    (:func:`gradprobe.verdict_kernel.ready`)."""
+    if size < config.VERDICT_KERNEL_MIN_ENTRIES:
+        return False
+    from . import verdict_kernel
+
+    return verdict_kernel.ready()
+
+
+@contextlib.contextmanager
+def _numpy_time(size: int) -> Iterator[None]:
+    """Count the time of a large check's NumPy passes towards the kernels' compile."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if size >= config.VERDICT_KERNEL_MIN_ENTRIES:
+            from . import verdict_kernel
+
+            verdict_kernel.NUMPY_SECONDS[0] += time.perf_counter() - start
+
+
+def first_pass(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
+               atol: float) -> tuple[np.ndarray, tuple[float, float, int | None]]:
+    """The failing entries (``ratio > 1`` of :func:`entry_metrics`) and the
+    :func:`error_summary` of a check without kinks; for large checks one fused
+    pass without per-entry float arrays."""
+    if _kernel(np.size(a)):
+        from .verdict_kernel import first_pass as kernel_pass
+
+        return kernel_pass(a, n, bar, rtol, atol, config.VERDICT_CHUNK)
+    abs_error, rel_error, _, ratio = entry_metrics(a, n, bar, rtol, atol)
+    with _numpy_time(np.size(a)):
+        return ratio > 1.0, _summary_of(abs_error, rel_error, ratio,
+                                        np.zeros(ratio.shape, bool))
+
+
+def _summary_of(abs_error: np.ndarray, rel_error: np.ndarray, ratio: np.ndarray,
+                kink: np.ndarray) -> tuple[float, float, int | None]:
+    """The summary numbers of a report from its per-entry arrays."""
+    smooth = ~np.asarray(kink, dtype=bool)
+    masked = np.where(smooth, ratio, -1.0)
+    worst = None if masked.size == 0 or masked.max() < 0 else int(np.argmax(masked))
+    return (float(abs_error[smooth].max(initial=0.0)),
+            float(rel_error[smooth].max(initial=0.0)), worst)
+
+
+def error_summary(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
+                  atol: float, kink: np.ndarray) -> tuple[float, float, int | None]:
+    """``(max_abs_error, max_rel_error, worst position)`` over the entries that are
+    not kinks, exactly as :class:`ParamReport` derives them from the arrays of
+    :func:`entry_metrics` (NaN propagates; the worst position is the first
+    NaN ratio, else the first largest; None when every entry is a kink)."""
+    if _kernel(np.size(a)):
+        from .verdict_kernel import error_summary as kernel_summary
+
+        return kernel_summary(a, n, bar, rtol, atol, kink, config.VERDICT_CHUNK)
+    abs_error, rel_error, _, ratio = entry_metrics(a, n, bar, rtol, atol)
+    with _numpy_time(np.size(a)):
+        return _summary_of(abs_error, rel_error, ratio, kink)
 
 
 def _error_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
@@ -148,38 +238,28 @@ def _at_kink(a: np.ndarray, left: np.ndarray, right: np.ndarray,
     return significant & between & np.isfinite(a)
 
 
-def _confirm_kinks(analytic: np.ndarray, estimate: Estimate, verdict: Judgement,
-                   kink_probe: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-                   ) -> Judgement:
-    """Keep only the kink candidates whose jump survives a smaller step."""
-    positions = np.flatnonzero(verdict.kink)
-    left, right = kink_probe(positions)
-    a = analytic[positions]
-    allowance = verdict.allowance[positions]
-    jump_before = np.abs(estimate.right[positions] - estimate.left[positions])
-    kept = np.abs(right - left) >= config.KINK_JUMP_KEPT * jump_before
-    confirmed = kept & _at_kink(a, left, right, allowance)
-    kink = verdict.kink.copy()
-    failed = verdict.failed.copy()
-    kink[positions[~confirmed]] = False
-    failed[positions[~confirmed]] = True
-    return Judgement(verdict.abs_error, verdict.rel_error, verdict.allowance, verdict.ratio,
-                     failed, kink, verdict.rtol, verdict.atol)
+def _sides_at(estimate: Estimate, positions: np.ndarray
+              ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """One-sided derivatives of ``estimate`` at ``positions`` (None where it has none)."""
+    def at(side: np.ndarray | None) -> np.ndarray | None:
+        return None if side is None else np.asarray(side, dtype=np.float64)[positions]
+    return at(estimate.left), at(estimate.right)
 
 
-def _merge(base: Estimate, positions: np.ndarray, better: Estimate) -> Estimate:
-    """``base`` with the entries at ``positions`` replaced by ``better``'s."""
-    size = base.value.size
+def _replace(target: np.ndarray | None, at: np.ndarray, source: np.ndarray | None,
+             size: int) -> np.ndarray | None:
+    """``target`` (NaN when None, as ``size`` entries) with ``target[at] = source``;
+    ``target`` unchanged when ``source`` is None."""
+    if source is None:
+        return target
+    out = np.full(size, np.nan) if target is None else target.copy()
+    out[at] = source
+    return out
 
-    def put(target: np.ndarray | None, source: np.ndarray | None) -> np.ndarray | None:
-        if source is None:
-            return target
-        out = np.full(size, np.nan) if target is None else target.copy()
-        out[positions] = source
-        return out
 
-    return Estimate(put(base.value, better.value), put(base.error_bar, better.error_bar),
-                    put(base.left, better.left), put(base.right, better.right))
+def _writeable(values: np.ndarray) -> np.ndarray:
+    """``values`` itself when it may be written, else a copy."""
+    return values if values.flags.writeable else values.copy()
 
 
 def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: np.ndarray,
@@ -187,19 +267,22 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
                   atol: float | None,
                   refine: Callable[[np.ndarray], Estimate] | None = None,
                   kink_probe: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
-                  ) -> ParamReport:
+                  copy_grad: bool = True) -> ParamReport:
     """Judge one parameter and wrap the result in a :class:`ParamReport`.
 
     Parameters
     ----------
     name, shape, dtype
         The parameter's name, shape and (user) dtype.
-    entries : ndarray of int64
-        Flat indices of the checked entries.
+    entries : ndarray of int64 or None
+        Flat indices of the checked entries (sorted and unique); None means
+        every entry (a full check, without an index array).
     grad : ndarray
         The user's whole gradient array for this parameter.
     estimate : Estimate
-        Numerical derivatives at ``entries``.
+        Numerical derivatives at ``entries``. The report keeps its value and
+        error-bar arrays (no copy when they are float64 and writeable), and
+        refined entries are written into them.
     rtol, atol : float or None
         User tolerances; ``None`` picks the defaults for ``grad``'s dtype.
     refine : callable, optional
@@ -212,31 +295,77 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
         are confirmed with it: a kink keeps its jump as the step shrinks, a
         smooth function with strong curvature does not (and then fails).
         Without it, candidates are accepted as kinks.
+    copy_grad : bool
+        False when ``grad`` belongs to the check (e.g. computed by the model's
+        own backward pass): a float64 ``grad`` is then kept by the report
+        as it is instead of copied. The user's gradients are always copied.
     """
     flat = grad.reshape(-1)
-    full = entries.size == flat.size and entries.size > 0 and entries[0] == 0 and \
-        entries[-1] == flat.size - 1  # select_entries gives sorted unique entries
-    analytic = (flat if full else flat[entries]).astype(np.float64)
+    full = entries is None or (
+        entries.size == flat.size and entries.size > 0 and entries[0] == 0
+        and entries[-1] == flat.size - 1)  # select_entries gives sorted unique entries
+    analytic = (flat if full else flat[entries]).astype(np.float64, copy=copy_grad or not full)
+    value = np.asarray(estimate.value, dtype=np.float64)
+    bar = np.asarray(estimate.error_bar, dtype=np.float64)
+    if bar.shape != value.shape:
+        bar = np.broadcast_to(bar, value.shape).copy()
     rtol_p = rtol if rtol is not None else default_rtol(grad.dtype)
-    atol_p = atol if atol is not None else default_atol(grad.dtype, analytic, estimate.value)
-    verdict = judge(analytic, estimate, rtol=rtol_p, atol=atol_p)
+    atol_p = atol if atol is not None else default_atol(grad.dtype, analytic, value)
+    # The verdict is entrywise: one pass gives the failing entries, and every
+    # later step (kinks, refinement, kink probes) works on those entries only.
+    failed, summary = first_pass(analytic, value, bar, rtol_p, atol_p)
+    kink = np.zeros_like(failed)
+    suspects = np.flatnonzero(failed)
     refined = 0
-    suspects = verdict.failed | verdict.kink
-    if refine is not None and suspects.any():
-        # Kink candidates are re-estimated too: one rejected later by the kink
-        # probe must not fail on a less accurate estimate than other failures.
-        positions = np.flatnonzero(suspects)
-        positions = positions[np.argsort(-verdict.ratio[positions], kind="stable")]
-        positions = positions[:config.CONFIRM_LIMIT]
-        estimate = _merge(estimate, positions, refine(positions))
-        verdict = judge(analytic, estimate, rtol=rtol_p, atol=atol_p)
-        refined = int(positions.size)
-    if kink_probe is not None and verdict.kink.any():
-        verdict = _confirm_kinks(analytic, estimate, verdict, kink_probe)
-    size = int(np.prod(shape, dtype=np.int64))
+    if suspects.size:
+        left, right = _sides_at(estimate, suspects)
+        _, _, allowance, ratio = entry_metrics(analytic[suspects], value[suspects],
+                                               bar[suspects], rtol_p, atol_p)
+        if left is not None and right is not None:
+            kink[suspects] = _at_kink(analytic[suspects], left, right, allowance)
+            failed[suspects] = ~kink[suspects]
+        if refine is not None:
+            # Kink candidates are re-estimated too: one rejected later by the kink
+            # probe must not fail on a less accurate estimate than other failures.
+            order = np.argsort(-ratio, kind="stable")[:config.CONFIRM_LIMIT]
+            positions = suspects[order]
+            better = refine(positions)
+            value, bar = _writeable(value), _writeable(bar)
+            value[positions] = better.value
+            bar[positions] = better.error_bar
+            left = _replace(left, order, better.left, suspects.size)
+            right = _replace(right, order, better.right, suspects.size)
+            _, _, allow_r, ratio_r = entry_metrics(analytic[positions], value[positions],
+                                                   bar[positions], rtol_p, atol_p)
+            fail_r = ratio_r > 1.0
+            kink_r = np.zeros_like(fail_r)
+            if left is not None and right is not None and fail_r.any():
+                kink_r = fail_r & _at_kink(analytic[positions], left[order], right[order],
+                                           allow_r)
+            failed[positions] = fail_r & ~kink_r
+            kink[positions] = kink_r
+            refined = int(positions.size)
+        at_kink = kink[suspects]
+        if kink_probe is not None and at_kink.any():
+            # Keep only the kink candidates whose jump survives a smaller step.
+            positions = suspects[at_kink]
+            probe_left, probe_right = kink_probe(positions)
+            allowance = entry_metrics(analytic[positions], value[positions], bar[positions],
+                                      rtol_p, atol_p)[2]
+            jump_before = np.abs(right[at_kink] - left[at_kink])
+            kept = np.abs(probe_right - probe_left) >= config.KINK_JUMP_KEPT * jump_before
+            confirmed = kept & _at_kink(analytic[positions], probe_left, probe_right,
+                                        allowance)
+            kink[positions[~confirmed]] = False
+            failed[positions[~confirmed]] = True
+        # kinks and re-estimated entries change the summary of the first pass
+        summary = error_summary(analytic, value, bar, rtol_p, atol_p, kink)
+    # abs/rel error and ratio per entry are not kept: the report recomputes them
+    # from analytic, numeric and error bar when asked (see ParamReport).
     return ParamReport(
-        name=name, shape=tuple(shape), dtype=str(np.dtype(dtype)), flat_indices=entries,
-        analytic_flat=analytic, numeric_flat=estimate.value, error_bar_flat=estimate.error_bar,
-        abs_error_flat=verdict.abs_error, rel_error_flat=verdict.rel_error,
-        ratio_flat=verdict.ratio, failed_mask=verdict.failed, kink_mask=verdict.kink,
-        rtol=rtol_p, atol=atol_p, full=entries.size == size, refined=refined)
+        name=name, shape=tuple(shape), dtype=str(np.dtype(dtype)),
+        flat_indices=None if full else entries,
+        analytic_flat=analytic, numeric_flat=value, error_bar_flat=bar,
+        abs_error_flat=None, rel_error_flat=None, ratio_flat=None,
+        failed_mask=failed, kink_mask=kink, rtol=rtol_p, atol=atol_p, full=full,
+        refined=refined, summary=summary)

@@ -8,11 +8,12 @@ one pass. It computes exactly what the NumPy reference in
 bit for bit), and is imported only for large checks, so ``import gradprobe``
 does not import Numba.
 
-Its cold compile (1.5-6 s on 2 cores) is much longer than NumPy's passes over
-a few million entries, so the kernel is used when it loads from Numba's disk
+Their cold compile (1.5-6 s on 2 cores) is much longer than NumPy's passes over
+a few million entries, so the kernels are used when they load from Numba's disk
 cache, or once the NumPy reference has run for longer than that compile would
 take in this process (``config.NUMBA_COMPILE_PAYOFF_SECONDS``): a first check
-on an empty cache compiles nothing here. Both give the same bits.
+on an empty cache compiles nothing here. Both give the same bits; until then a
+large check holds NumPy's per-entry arrays (see :func:`ready`).
 """
 from __future__ import annotations
 
@@ -25,13 +26,13 @@ from numba.core import sigutils
 from . import config
 from .compilation import install_notice, load_cached
 
-install_notice()  # says so once when the kernel below compiles
+install_notice()  # says so once when a kernel below compiles
 
 _SIGNATURE = "void(f8[::1], f8[::1], f8[::1], f8, f8, f8[::1], f8[::1], f8[::1], f8[::1])"
-_SIGNATURE_ARGS = sigutils.normalize_signature(_SIGNATURE)[0]
+_PASS_SIGNATURE = "UniTuple(f8, 3)(f8[::1], f8[::1], f8[::1], f8, f8, b1[::1], b1, b1[::1], b1, i8)"
 
 
-@numba.njit(cache=True, fastmath=False, inline="always")
+@numba.njit("f8(f8, f8)", cache=True, fastmath=False, inline="always")
 def _maximum(x, y):  # pragma: no cover - compiled
     """``np.maximum`` for scalars: NaN if either is NaN."""
     if x != x or y != y:
@@ -39,29 +40,150 @@ def _maximum(x, y):  # pragma: no cover - compiled
     return x if x >= y else y
 
 
+@numba.njit(cache=True, fastmath=False, inline="always")
+def _entry(ai, ni, bi, rtol, atol):  # pragma: no cover - compiled
+    """``(abs_error, rel_error, allowance, ratio)`` of one entry (the one formula)."""
+    err = abs(ai - ni)
+    scale = _maximum(abs(ai), abs(ni))
+    rel = err / scale if scale > 0.0 else 0.0
+    allow = _maximum(_maximum(atol, rtol * scale), bi)
+    if allow > 0.0:
+        r = err / allow
+    elif err > 0.0:
+        r = np.inf
+    else:
+        r = 0.0
+    if not np.isfinite(ai):
+        err = np.inf
+        rel = np.inf
+        r = np.inf
+    return err, rel, allow, r
+
+
 @numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
 def _metrics(a, n, bar, rtol, atol, abs_error, rel_error, allowance, ratio):  # pragma: no cover
     for i in numba.prange(a.size):
-        ai = a[i]
-        ni = n[i]
-        err = abs(ai - ni)
-        scale = _maximum(abs(ai), abs(ni))
-        rel = err / scale if scale > 0.0 else 0.0
-        allow = _maximum(_maximum(atol, rtol * scale), bar[i])
-        if allow > 0.0:
-            r = err / allow
-        elif err > 0.0:
-            r = np.inf
-        else:
-            r = 0.0
-        if not np.isfinite(ai):
-            err = np.inf
-            rel = np.inf
-            r = np.inf
+        err, rel, allow, r = _entry(a[i], n[i], bar[i], rtol, atol)
         abs_error[i] = err
         rel_error[i] = rel
         allowance[i] = allow
         ratio[i] = r
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
+def _verdict_pass(a, n, bar, rtol, atol, kink, use_kink, failed, write_failed,
+                  chunk):  # pragma: no cover - compiled
+    """One pass over the entries: ``failed[i] = ratio > 1`` (when ``write_failed``)
+    and the max abs and rel error and the worst position over entries that
+    are not kinks (``kink`` read only when ``use_kink``).
+
+    NumPy's semantics: a NaN anywhere makes the max NaN, and the worst
+    position is the first NaN ratio if there is one, else the first largest
+    ratio; kinks count as ratio -1. Each chunk reduces its own slice, then
+    the chunks are reduced in order.
+    """
+    size = a.size
+    chunks = (size + chunk - 1) // chunk
+    top = np.zeros((chunks, 2))
+    best = np.full(chunks, -np.inf)
+    best_pos = np.full(chunks, -1, dtype=np.int64)
+    nan_pos = np.full(chunks, -1, dtype=np.int64)
+    for c in numba.prange(chunks):
+        max_abs = 0.0
+        max_rel = 0.0
+        b = -np.inf
+        bp = -1
+        first_nan = -1
+        for i in range(c * chunk, min(size, (c + 1) * chunk)):
+            err, rel, allow, r = _entry(a[i], n[i], bar[i], rtol, atol)
+            if write_failed:
+                failed[i] = r > 1.0
+            if use_kink and kink[i]:
+                r = -1.0
+            else:
+                max_abs = _maximum(max_abs, err)
+                max_rel = _maximum(max_rel, rel)
+            if r != r:
+                if first_nan < 0:
+                    first_nan = i
+            elif r > b:
+                b = r
+                bp = i
+        top[c, 0] = max_abs
+        top[c, 1] = max_rel
+        best[c] = b
+        best_pos[c] = bp
+        nan_pos[c] = first_nan
+    max_abs = 0.0
+    max_rel = 0.0
+    for c in range(chunks):
+        max_abs = _maximum(max_abs, top[c, 0])
+        max_rel = _maximum(max_rel, top[c, 1])
+    b = -np.inf
+    bp = -1
+    for c in range(chunks):
+        if nan_pos[c] >= 0:  # np.argmax: the first NaN wins
+            bp = nan_pos[c]
+            b = np.nan
+            break
+        if best[c] > b:
+            b = best[c]
+            bp = best_pos[c]
+    if b == b and b < 0.0:
+        bp = -1  # no entry, or every entry is a kink
+    return max_abs, max_rel, float(bp)
+
+
+def _inputs(a: np.ndarray, n: np.ndarray,
+            bar: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """C-contiguous writeable float64 views (copies only if needed) of the inputs."""
+    a = np.require(a, np.float64, ["C", "W"])
+    n = np.require(n, np.float64, ["C", "W"])
+    bar = np.asarray(bar, dtype=np.float64)
+    if bar.shape != a.shape:
+        bar = np.broadcast_to(bar, a.shape)
+    bar = np.require(bar, np.float64, ["C", "W"])
+    return a, n, bar
+
+
+def first_pass(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
+               atol: float, chunk: int) -> tuple[np.ndarray, tuple[float, float, int | None]]:
+    """``ratio > 1`` of :func:`error_metrics` and the :func:`error_summary` with no
+    kinks, in one pass and without any per-entry float array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> failed, summary = first_pass(np.array([1.0, 2.02]), np.array([1.0, 2.0]), 1e-10,
+    ...                              1e-5, 0.0, 1024)
+    >>> failed, summary[2]
+    (array([False,  True]), 1)
+    """
+    a, n, bar = _inputs(a, n, bar)
+    failed = np.empty(a.size, dtype=np.bool_)
+    max_abs, max_rel, pos = _verdict_pass(a, n, bar, float(rtol), float(atol),
+                                          np.zeros(1, dtype=np.bool_), False, failed, True,
+                                          int(chunk))
+    return failed, (max_abs, max_rel, None if pos < 0 else int(pos))
+
+
+def error_summary(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
+                  atol: float, kink: np.ndarray, chunk: int) -> tuple[float, float, int | None]:
+    """``(max abs error, max rel error, worst position)`` over entries that are not kinks,
+    as NumPy computes them from the arrays of :func:`error_metrics`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> error_summary(np.array([1.0, 2.02]), np.array([1.0, 2.0]), 1e-10, 1e-5, 0.0,
+    ...               np.array([False, True]), 1024)
+    (0.0, 0.0, 0)
+    """
+    a, n, bar = _inputs(a, n, bar)
+    kink = np.require(kink, np.bool_, ["C"])
+    max_abs, max_rel, pos = _verdict_pass(a, n, bar, float(rtol), float(atol), kink, True,
+                                          np.zeros(1, dtype=np.bool_), False, int(chunk))
+    return max_abs, max_rel, (None if pos < 0 else int(pos))
 
 
 def error_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray, rtol: float,
@@ -76,35 +198,38 @@ def error_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray, rtol: float,
     >>> ratio > 1
     array([False,  True])
     """
-    # the compiled signature takes writeable C-contiguous float64 (copies only if needed)
-    a = np.require(a, np.float64, ["C", "W"])
-    n = np.require(n, np.float64, ["C", "W"])
-    bar = np.require(np.broadcast_to(np.asarray(bar, dtype=np.float64), a.shape), np.float64,
-                     ["C", "W"])
-    if not _kernel_ready():
+    a, n, bar = _inputs(a, n, bar)
+    if not ready():
         from .verdict import _error_metrics
 
         start = time.perf_counter()
         result = _error_metrics(a, n, bar, rtol, atol)
-        _NUMPY_SECONDS[0] += time.perf_counter() - start
+        NUMPY_SECONDS[0] += time.perf_counter() - start
         return result
     out = [np.empty(a.size) for _ in range(4)]
     _metrics(a, n, bar, float(rtol), float(atol), *out)
     return out[0], out[1], out[2], out[3]
 
 
-#: Seconds this process has spent in the NumPy reference instead of the kernel.
-_NUMPY_SECONDS = [0.0]
+#: Seconds this process has spent in the NumPy reference instead of the kernels.
+NUMPY_SECONDS = [0.0]
+_KERNELS = ((_metrics, _SIGNATURE), (_verdict_pass, _PASS_SIGNATURE))
 
 
-def _kernel_ready() -> bool:
-    """The kernel is loaded from the cache, or compiled once NumPy has run as long
-    as its compile would take (``config.NUMBA_COMPILE_PAYOFF_SECONDS``)."""
-    if _SIGNATURE_ARGS in _metrics.overloads:
+def _loaded(dispatcher, signature: str) -> bool:
+    args = sigutils.normalize_signature(signature)[0]
+    return args in dispatcher.overloads or load_cached(dispatcher, signature)
+
+
+def ready() -> bool:
+    """The kernels are usable now: loaded from memory or the disk cache, or compiled
+    once NumPy has run as long as their compile would take
+    (``config.NUMBA_COMPILE_PAYOFF_SECONDS``; callers add their NumPy time to
+    :data:`NUMPY_SECONDS`)."""
+    if all(_loaded(k, s) for k, s in _KERNELS):
         return True
-    if load_cached(_metrics, _SIGNATURE):
-        return True
-    if _NUMPY_SECONDS[0] < config.NUMBA_COMPILE_PAYOFF_SECONDS:
+    if NUMPY_SECONDS[0] < config.NUMBA_COMPILE_PAYOFF_SECONDS:
         return False
-    _metrics.compile(_SIGNATURE)
+    for kernel, signature in _KERNELS:
+        kernel.compile(signature)
     return True

@@ -132,9 +132,7 @@ def numerical_gradient_model(model: Sequential, X: Any, T: Any, *, method: str =
         out = {}
         for pos in model.dense_positions:
             layer = model.layers[pos]
-            est_W, est_b = layer_estimates(
-                plan, pos, np.arange(layer.n_in * layer.n_out, dtype=np.int64),
-                np.arange(layer.n_out, dtype=np.int64), method, eps, full=True)
+            est_W, est_b = layer_estimates(plan, pos, None, None, method, eps, full=True)
             out[f"{pos}.W"] = est_W.value.reshape(layer.W.shape).astype(model.dtype)
             out[f"{pos}.b"] = est_b.value.reshape(layer.b.shape).astype(model.dtype)
     return out
@@ -254,25 +252,27 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
                         for n in names)
             bar = make_bar(total, "gradprobe check_model")
         for pos in model.dense_positions:
-            chosen = {}
+            # full mode: no index arrays (None means every entry, in order)
+            chosen: dict[str, np.ndarray | None] = {}
             for name in (f"{pos}.W", f"{pos}.b"):
-                size = params[name].size
-                chosen[name] = select_entries(size, samples if mode == "sample" else None,
-                                              int(seed), names.index(name))
-            full = all(chosen[n].size == params[n].size for n in chosen)
+                chosen[name] = None if mode == "full" else select_entries(
+                    params[name].size, samples, int(seed), names.index(name))
+            full = all(chosen[n] is None or chosen[n].size == params[n].size for n in chosen)
             estimates = layer_estimates(plan, pos, chosen[f"{pos}.W"], chosen[f"{pos}.b"],
                                         method, eps, full)
             for name, est in zip(chosen, estimates):
                 entries = chosen[name]
-                evaluations += entries.size * stencil.evaluations_per_entry
+                count = params[name].size if entries is None else entries.size
+                evaluations += count * stencil.evaluations_per_entry
                 refine = refiner(plan, pos, name, entries, eps) \
                     if method in ("central", "forward") else None
                 reports[name] = compare_param(
                     name, params[name].shape, params[name].dtype, entries, grad_arrays[name],
                     est, rtol=rtol, atol=atol, refine=refine,
-                    kink_probe=kink_prober(plan, pos, name, entries, eps))
+                    kink_probe=kink_prober(plan, pos, name, entries, eps),
+                    copy_grad=grads is not None)
                 if bar is not None:
-                    bar.update(int(entries.size))
+                    bar.update(int(count))
         if bar is not None:
             bar.close()
     reports = {name: reports[name] for name in names}

@@ -24,9 +24,16 @@ from .sequential import Sequential
 
 
 def private_params(model: Sequential, dtype: np.dtype) -> dict[str, np.ndarray]:
-    """Copies of the model's parameters in ``dtype`` (the check never touches the originals)."""
-    return {k: np.array(v, dtype=dtype, order="C", copy=True)
-            for k, v in model.parameters().items()}
+    """The model's parameters in ``dtype``, C-contiguous.
+
+    A parameter already in ``dtype`` is used as it is, not copied: the
+    structured check only reads parameters (every perturbation is a
+    difference computed from the cached forward pass, nothing is written
+    into ``W`` or ``b``), exactly as ``model.gradients`` reads them, and a copy
+    of a large layer would be a whole parameter's worth of memory. Others
+    are converted copies.
+    """
+    return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in model.parameters().items()}
 
 
 def stacked_params(plan: Plan, pos: int) -> np.ndarray:
@@ -102,7 +109,8 @@ def head_estimate(plan: Plan, pos: int, method: str, eps: float | None) -> HeadR
 
 def layer_estimates(plan: Plan, pos: int, entries_W: np.ndarray, entries_b: np.ndarray,
                     method: str, eps: float | None, full: bool) -> tuple[Estimate, Estimate]:
-    """Numerical derivatives at the given flat entries of ``W`` and ``b`` of layer ``pos``."""
+    """Numerical derivatives at the given flat entries of ``W`` and ``b`` of layer ``pos``
+    (None: every entry)."""
     layer = plan.model.layers[pos]
     n_w = layer.n_in * layer.n_out
     if full:
@@ -111,21 +119,45 @@ def layer_estimates(plan: Plan, pos: int, entries_W: np.ndarray, entries_b: np.n
             value = head.value.reshape(-1)
             bar = head.error_bar.reshape(-1)
             return (Estimate(value[:n_w], bar[:n_w]), Estimate(value[n_w:], bar[n_w:]))
+    n_b = layer.n_out
+    count_W = n_w if entries_W is None else entries_W.size
+    count_b = n_b if entries_b is None else entries_b.size
     W = plan.trace.params[f"{pos}.W"].reshape(-1)
     b = plan.trace.params[f"{pos}.b"]
-    flat = np.concatenate([entries_W, n_w + entries_b]).astype(np.int64)
-    values = np.concatenate([W[entries_W], b[entries_b]]).astype(np.float64)
-    est = entry_estimate(plan, pos, flat, values, method, eps)
-    k = entries_W.size
+
+    def chosen(entries: np.ndarray | None, lo: int, hi: int) -> np.ndarray:
+        return np.arange(lo, hi, dtype=np.int64) if entries is None else entries[lo:hi]
+
+    # Entries of [W; b] go to the kernel config.ESTIMATE_CHUNK at a time (every
+    # entry's estimate is its own), into arrays allocated once: the kernel's
+    # differences, bounds and steps never exist for more than one chunk.
+    total = count_W + count_b
+    out: dict[str, np.ndarray | None] = {}
+    for lo in range(0, total, config.ESTIMATE_CHUNK):
+        hi = min(total, lo + config.ESTIMATE_CHUNK)
+        w_part = chosen(entries_W, min(lo, count_W), min(hi, count_W))
+        b_part = chosen(entries_b, max(lo - count_W, 0), max(hi - count_W, 0))
+        flat = np.concatenate([w_part, n_w + b_part]).astype(np.int64)
+        values = np.concatenate([W[w_part], b[b_part]]).astype(np.float64)
+        est = entry_estimate(plan, pos, flat, values, method, eps)
+        for key in ("value", "error_bar", "left", "right"):
+            part = getattr(est, key)
+            if lo == 0:
+                out[key] = None if part is None else np.empty(total)
+            if part is not None:
+                out[key][lo:hi] = part
 
     def part(a: np.ndarray | None, sl: slice) -> np.ndarray | None:
         return None if a is None else a[sl]
 
-    first, second = slice(0, k), slice(k, None)
-    return (Estimate(est.value[first], est.error_bar[first], part(est.left, first),
-                     part(est.right, first)),
-            Estimate(est.value[second], est.error_bar[second], part(est.left, second),
-                     part(est.right, second)))
+    first, second = slice(0, count_W), slice(count_W, None)
+    return tuple(Estimate(out["value"][sl], out["error_bar"][sl], part(out["left"], sl),
+                          part(out["right"], sl)) for sl in (first, second))
+
+
+def _checked(entries: np.ndarray | None, positions: np.ndarray) -> np.ndarray:
+    """Flat indices of the checked entries at ``positions`` (entries None: every entry)."""
+    return np.asarray(positions, dtype=np.int64) if entries is None else entries[positions]
 
 
 def _entry_points(plan: Plan, pos: int, name: str,
@@ -138,18 +170,20 @@ def _entry_points(plan: Plan, pos: int, name: str,
     return chosen + offset, values
 
 
-def refiner(plan: Plan, pos: int, name: str, entries: np.ndarray, eps: float | None):
+def refiner(plan: Plan, pos: int, name: str, entries: np.ndarray | None,
+            eps: float | None):
     """``refine(positions)`` for compare_param: Richardson estimates entry by entry."""
     def refine(positions: np.ndarray) -> Estimate:
-        flat, values = _entry_points(plan, pos, name, entries[positions])
+        flat, values = _entry_points(plan, pos, name, _checked(entries, positions))
         return entry_estimate(plan, pos, flat, values, "richardson", eps)
     return refine
 
 
-def kink_prober(plan: Plan, pos: int, name: str, entries: np.ndarray, eps: float | None):
+def kink_prober(plan: Plan, pos: int, name: str, entries: np.ndarray | None,
+                eps: float | None):
     """``kink_probe(positions)`` for compare_param: one-sided derivatives at a smaller step."""
     def kink_probe(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        flat, values = _entry_points(plan, pos, name, entries[positions])
+        flat, values = _entry_points(plan, pos, name, _checked(entries, positions))
         n_out = plan.model.layers[pos].n_out
         rows, cols = np.divmod(flat, n_out)
         h = step_size(values, "central", plan.eps, eps) / config.KINK_STEP_DIVISOR
