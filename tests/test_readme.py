@@ -81,7 +81,7 @@ def same_line(shown: str, printed: str) -> bool:
 
 
 def test_the_readme_has_runnable_examples_and_outputs():
-    assert len(PYTHON) >= 8 and len(OUTPUTS) >= 5
+    assert len(PYTHON) >= 1 and len(OUTPUTS) >= 3  # the 30-second example and its outputs
 
 
 def test_no_python_fence_holds_something_that_is_not_python():
