@@ -13,7 +13,7 @@ import numpy as np
 from . import config
 from .engines.base import Engine
 from .problem import Problem
-from .stencils import Estimate, Stencil, step_size
+from .stencils import Estimate, Stencil, step_size, successive_steps
 
 if TYPE_CHECKING:
     from .report import ParamReport
@@ -38,45 +38,170 @@ def select_entries(size: int, samples: int | None, seed: int, param: int) -> np.
     return np.sort(rng.choice(size, size=samples, replace=False)).astype(np.int64)
 
 
+def _losses_inside(problem: Problem, engine: Engine, param: int, entries: np.ndarray,
+                   x_real: np.ndarray, h: np.ndarray, stencil: Stencil, dtype: np.dtype,
+                   adapt: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Losses at the stencil's points; where ``f`` is not finite, smaller steps.
+
+    A perturbed point outside ``f``'s domain (``nan``/``inf`` where the base
+    point is finite) is evaluated again with the entry's step divided by
+    ``config.SHRINK_RATIO``, at most ``config.DOMAIN_SHRINKS`` times (only for
+    automatic steps: a user's ``eps`` is used as given). When no step gives
+    finite losses the first failing point is named in a ValueError.
+
+    Returns ``(losses, points, h)`` with the steps finally used.
+    """
+    points = stencil.points(x_real, h).astype(dtype, copy=False)
+    losses = engine.evaluate(problem, param, entries, points)
+    finite = np.isfinite(losses)
+    if finite.all():
+        return losses, points, h
+    first_row, first_col = (int(v) for v in np.argwhere(~finite)[0])
+    first = (losses[first_row, first_col].item(), points[first_row, first_col],
+             h[first_row], x_real[first_row].item(), int(entries[first_row]))
+    if adapt:
+        h = h.copy()
+        losses, points = losses.copy(), points.copy()
+        for _ in range(config.DOMAIN_SHRINKS):
+            rows = np.flatnonzero(~np.all(np.isfinite(losses), axis=1))
+            if rows.size == 0:
+                break
+            h[rows] = h[rows] / config.SHRINK_RATIO
+            points[rows] = stencil.points(x_real[rows], h[rows]).astype(dtype, copy=False)
+            losses[rows] = engine.evaluate(problem, param, entries[rows], points[rows])
+    if np.isfinite(losses).all():
+        return losses, points, h
+    value, point, step, x0, entry = first
+    raise ValueError(
+        f"f returned {value!r} {problem.describe_point(param, entry, point)} "
+        f"(step {step:.3g} from {x0!r}); the loss must be finite near the "
+        "checked point: pass a smaller eps, or check a point further from the "
+        "domain boundary")
+
+
+def measured_length(problem: Problem, engine: Engine, param: int, entries: np.ndarray,
+                    x_real: np.ndarray, h: np.ndarray, est: Estimate,
+                    dtype: np.dtype) -> float | None:
+    """A length on which ``f`` changes, measured at a few entries of one parameter.
+
+    Three losses per entry cannot show ``f'''``, which a central difference's
+    truncation is made of. At up to ``config.CALIBRATION_ENTRIES`` entries
+    (spread over the checked ones) the central difference is repeated at twice
+    the step: ``|d(h) - d(2h)| / 3`` measures its truncation, hence ``|f'''|``,
+    and the length ``l`` with ``|f'''| = |f''| / l + |f'| / l^2``. The shortest
+    measured length (divided by ``config.CALIBRATION_SAFETY``) caps the length
+    of the truncation model of every entry (:func:`gradprobe.stencils.central_truncation`).
+    ``None`` when no measured truncation stood above the rounding.
+    """
+    n = entries.size
+    rows = np.unique(np.linspace(0, n - 1, min(n, config.CALIBRATION_ENTRIES)).astype(np.int64))
+    wide = Stencil("central")
+    points = wide.points(x_real[rows], 2.0 * h[rows]).astype(dtype, copy=False)
+    losses = np.real(engine.evaluate(problem, param, entries[rows], points)).astype(np.float64)
+    p = np.real(points).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        d2 = (losses[:, 0] - losses[:, 1]) / (p[:, 0] - p[:, 1])
+        d1 = est.value[rows]
+        truncation = np.abs(d1 - d2) / 3.0
+        rounding = est.error_bar[rows] - est.truncation[rows]
+        significant = np.isfinite(truncation) & (truncation > 2.0 * rounding)
+        third = 6.0 * truncation / (h[rows] * h[rows])
+        second = np.abs(est.right[rows] - est.left[rows]) / h[rows]
+        first = np.abs(d1)
+        length = (second + np.sqrt(second * second + 4.0 * third * first)) / (2.0 * third)
+    length = length[significant & np.isfinite(length) & (length > 0)]
+    if length.size == 0:
+        return None
+    return float(length.min()) / config.CALIBRATION_SAFETY
+
+
 def estimate_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int,
                      entries: np.ndarray, eps: float | None) -> Estimate:
     """Numerical derivatives of ``f`` with respect to ``entries`` of parameter ``param``.
 
+    Automatic steps shrink where ``f`` is not finite at a perturbed point, and
+    the central difference's truncation bar is calibrated on a few entries
+    (:func:`measured_length`).
+
     Raises
     ------
     ValueError
-        When ``f`` returns a non-finite loss at a perturbed point (the message
-        names the parameter, the entry and the perturbed value).
+        When ``f`` returns a non-finite loss at a perturbed point at every
+        step tried (the message names the parameter, the entry and the
+        perturbed value).
     """
     flat = problem.working[param].reshape(-1)
     x = flat[entries]
     x_real = x.real if np.iscomplexobj(x) else x
     h = step_size(x_real, stencil.method, problem.noise_rel, eps)
-    points = stencil.points(x_real, h).astype(flat.dtype, copy=False)
-    losses = engine.evaluate(problem, param, entries, points)
-    finite = np.isfinite(losses)
-    if not finite.all():
-        row, col = (int(v) for v in np.argwhere(~finite)[0])
-        raise ValueError(
-            f"f returned {losses[row, col].item()!r} "
-            f"{problem.describe_point(param, int(entries[row]), points[row, col])} "
-            f"(step {h[row]:.3g} from {x_real[row].item()!r}); the loss must be finite near the "
-            "checked point: pass a smaller eps, or check a point further from the "
-            "domain boundary")
+    adapt = eps is None and stencil.method != "complex"
+    losses, points, h = _losses_inside(problem, engine, param, entries, x_real, h, stencil,
+                                       flat.dtype, adapt)
     eps_eval = float(np.finfo(problem.eval_dtype).eps)
-    return stencil.estimate(losses, x_real, points, problem.f0, problem.noise.level, eps_eval)
+    est = stencil.estimate(losses, x_real, points, problem.f0, problem.noise.level, eps_eval,
+                           local=adapt)
+    if adapt and stencil.method == "central" and entries.size:
+        length = measured_length(problem, engine, param, entries,
+                                 x_real.astype(np.float64), h, est, flat.dtype)
+        if length is not None:
+            est = stencil.estimate(losses, x_real, points, problem.f0, problem.noise.level,
+                                   eps_eval, length=length, local=True)
+    return est
 
+
+def confirm_entries(problem: Problem, engine: Engine, param: int, entries: np.ndarray,
+                    tolerance: np.ndarray, first: Estimate | None) -> Estimate:
+    """Derivatives of suspect entries at steps chosen by the function
+    (:func:`gradprobe.stencils.successive_steps`), from the central step down.
+
+    Where that is still wider than the tolerance and limited by rounding,
+    Richardson's formula at its own (larger) step is tried too; the estimate
+    with the smaller bar is kept.
+    """
+    flat = problem.working[param].reshape(-1)
+    x = flat[entries]
+    x_real = (x.real if np.iscomplexobj(x) else x).astype(np.float64)
+    h0 = step_size(x_real, "central", problem.noise_rel)
+    eps_eval = float(np.finfo(problem.eval_dtype).eps)
+
+    def evaluate(rows: np.ndarray, points: np.ndarray) -> np.ndarray:
+        return engine.evaluate(problem, param, entries[rows], points)
+
+    est, _ = successive_steps(evaluate, x_real, h0, flat.dtype, problem.f0,
+                              problem.noise.level, eps_eval, tolerance, first)
+    rounding_limited = np.flatnonzero(~(est.error_bar <= tolerance))
+    if rounding_limited.size:
+        try:
+            wide = estimate_entries(problem, engine, Stencil("richardson"), param,
+                                    entries[rounding_limited], None)
+        except ValueError:  # outside the domain at Richardson's larger step
+            return est
+        better = wide.error_bar < est.error_bar[rounding_limited]
+        if better.any():
+            at = rounding_limited[better]
+            value, bar = est.value.copy(), est.error_bar.copy()
+            left, right, step = est.left.copy(), est.right.copy(), est.step.copy()
+            value[at], bar[at] = wide.value[better], wide.error_bar[better]
+            left[at], right[at] = wide.left[better], wide.right[better]
+            step[at] = np.nan  # the kink probe starts from the central step there
+            est = Estimate(value, bar, left, right, step=step)
+    return est
 
 
 def one_sided(problem: Problem, engine: Engine, param: int, entries: np.ndarray,
-              eps: float | None) -> tuple[np.ndarray, np.ndarray]:
+              eps: float | None, steps: np.ndarray | None = None,
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Left and right one-sided derivatives at a step ``KINK_STEP_DIVISOR`` times
-    smaller than the central step: a kink keeps its jump there, a smooth
+    smaller than the central step (or than ``steps``, where the confirmation
+    chose a step for the entry): a kink keeps its jump there, a smooth
     function's one-sided derivatives move together."""
     flat = problem.working[param].reshape(-1)
     x = flat[entries]
     x_real = (x.real if np.iscomplexobj(x) else x).astype(np.float64)
-    h = step_size(x_real, "central", problem.noise_rel, eps) / config.KINK_STEP_DIVISOR
+    h = step_size(x_real, "central", problem.noise_rel, eps)
+    if steps is not None:
+        h = np.where(np.isfinite(steps), steps, h)
+    h = h / config.KINK_STEP_DIVISOR
     points = np.stack([x_real + h, x_real - h], axis=1).astype(flat.dtype)
     losses = np.real(engine.evaluate(problem, param, entries, points))
     p = np.real(points).astype(np.float64)
@@ -122,13 +247,30 @@ def check_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int
     else:
         est = estimate_entries(problem, engine, stencil, param, entries, eps)
     refine = None
-    if stencil.method in ("central", "forward"):
-        def refine(positions: np.ndarray) -> Estimate:
+    if eps is not None and stencil.method in ("central", "forward"):
+        def refine(positions: np.ndarray) -> Estimate:  # the user's step, as given
             return estimate_entries(problem, engine, Stencil("richardson"), param,
                                     entries[positions], eps)
+    elif eps is None and stencil.method != "complex":
+        from .verdict import default_atol, default_rtol, tolerance
+
+        flat_grad = grad.reshape(-1)
+        analytic = flat_grad[entries].astype(np.float64)
+        rtol_p = rtol if rtol is not None else default_rtol(grad.dtype)
+        atol_p = atol if atol is not None else default_atol(grad.dtype, analytic, est.value)
+        reuse = stencil.method == "central"
+
+        def refine(positions: np.ndarray) -> Estimate:
+            first = None
+            if reuse:
+                first = Estimate(est.value[positions], est.error_bar[positions],
+                                 est.left[positions], est.right[positions])
+            allowed = tolerance(analytic[positions], est.value[positions], rtol_p, atol_p)
+            return confirm_entries(problem, engine, param, entries[positions], allowed, first)
     kink_probe = None
     if stencil.method != "complex":
-        def kink_probe(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return one_sided(problem, engine, param, entries[positions], eps)
+        def kink_probe(positions: np.ndarray, steps: np.ndarray | None = None,
+                       ) -> tuple[np.ndarray, np.ndarray]:
+            return one_sided(problem, engine, param, entries[positions], eps, steps)
     return compare_param(problem.names[param], array.shape, array.dtype, entries, grad,
                          est, rtol=rtol, atol=atol, refine=refine, kink_probe=kink_probe)

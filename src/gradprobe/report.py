@@ -100,12 +100,30 @@ class ParamReport:
     refined: int = 0
     diagnosis: str | None = None
     resolution: float | None = None
+    unresolved_mask: np.ndarray | None = None
 
     # -- summary numbers -------------------------------------------------
     @property
     def passed(self) -> bool:
-        """True when no entry failed."""
-        return self.failed == 0
+        """True when no entry failed and every entry was resolved to its tolerance."""
+        return self.status == "passed"
+
+    @property
+    def status(self) -> str:
+        """``"failed"`` when an entry failed, ``"inconclusive"`` when none failed
+        but some entry's error bar stayed wider than its tolerance
+        (:attr:`unresolved`), ``"passed"`` otherwise."""
+        if self.failed:
+            return "failed"
+        return "inconclusive" if self.unresolved else "passed"
+
+    @property
+    def unresolved(self) -> list[tuple[int, ...]]:
+        """Entries that could not be resolved to the tolerance: no step gave an
+        error bar below ``max(atol, rtol * |derivative|)`` (a noisy ``f``)."""
+        if self.unresolved_mask is None:
+            return []
+        return [_index(i, self.shape) for i in self.flat_indices[self.unresolved_mask]]
 
     @property
     def checked(self) -> int:
@@ -191,7 +209,8 @@ class ParamReport:
         """JSON-serialisable summary (whole value arrays only with ``arrays=True``)."""
         out: dict[str, Any] = {
             "name": self.name, "shape": list(self.shape), "dtype": self.dtype,
-            "passed": self.passed, "checked": self.checked, "failed": self.failed,
+            "passed": self.passed, "status": self.status,
+            "unresolved": [list(i) for i in self.unresolved], "checked": self.checked, "failed": self.failed,
             "max_abs_error": _json_float(self.max_abs_error),
             "max_rel_error": _json_float(self.max_rel_error),
             "worst_index": None if self.worst_index is None else list(self.worst_index),
@@ -275,7 +294,18 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
-        return all(p.passed for p in self.params.values())
+        """True only when :attr:`status` is ``"passed"``."""
+        return self.status == "passed"
+
+    @property
+    def status(self) -> str:
+        """``"passed"``, ``"failed"`` (some entry failed) or ``"inconclusive"``
+        (none failed, but some entry could not be resolved to its tolerance:
+        see :attr:`ParamReport.unresolved`)."""
+        statuses = {p.status for p in self.params.values()}
+        if "failed" in statuses:
+            return "failed"
+        return "inconclusive" if "inconclusive" in statuses else "passed"
 
     @property
     def failed(self) -> int:
@@ -295,7 +325,8 @@ class CheckReport:
             entry (large for big parameters).
         """
         return {
-            "passed": self.passed, "method": self.method, "mode": self.mode,
+            "passed": self.passed, "status": self.status, "method": self.method,
+            "mode": self.mode,
             "backend": self.backend, "evaluations": self.evaluations,
             "seconds": self.seconds, "upcast": self.upcast,
             "noise": _json_float(self.noise), "loss": _json_float(self.loss),
@@ -337,7 +368,8 @@ class CheckReport:
         return render(self)
 
     def __repr__(self) -> str:
-        status = "passed" if self.passed else f"FAILED ({self.failed} entries)"
+        status = {"passed": "passed", "failed": f"FAILED ({self.failed} entries)",
+                  "inconclusive": "inconclusive"}[self.status]
         return (f"<CheckReport {status}: {len(self.params)} parameters, method={self.method}, "
                 f"mode={self.mode}, backend={self.backend}>")
 
@@ -371,7 +403,10 @@ def _directional_lines(summary: dict[str, Any]) -> list[str]:
 
 def render(report: CheckReport) -> str:
     """The text form of a report: a header, a table, the worst entries."""
-    status = "PASSED" if report.passed else f"FAILED: {report.failed} entries"
+    status = {"passed": "PASSED", "failed": f"FAILED: {report.failed} entries",
+              "inconclusive": "INCONCLUSIVE: "
+              f"{sum(len(p.unresolved) for p in report.params.values())} entries could not "
+              "be resolved to the tolerance"}[report.status]
     mode = report.mode if report.strategy is None else f"{report.mode}: {report.strategy}"
     header = (f"gradprobe check {status}  (method={report.method}, mode={mode}, "
               f"backend={report.backend}, {report.evaluations:,} evaluations, "

@@ -137,6 +137,20 @@ def _error_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: 
     return abs_error, rel_error, np.broadcast_to(allowance, a.shape).copy(), ratio
 
 
+def tolerance(analytic: np.ndarray, numeric: np.ndarray, rtol: float,
+              atol: float) -> np.ndarray:
+    """``max(atol, rtol * max(|a|, |n|))``: the error an entry must resolve.
+
+    Examples
+    --------
+    >>> tolerance(np.array([2.0, 0.0]), np.array([2.0, 0.0]), 1e-5, 1e-9)
+    array([2.e-05, 1.e-09])
+    """
+    with np.errstate(invalid="ignore"):
+        scale = np.maximum(np.abs(analytic), np.abs(numeric))
+        return np.maximum(atol, rtol * np.where(np.isfinite(scale), scale, 0.0))
+
+
 def _at_kink(a: np.ndarray, left: np.ndarray, right: np.ndarray,
              allowance: np.ndarray) -> np.ndarray:
     """Entries whose one-sided derivatives jump and bracket the analytic value."""
@@ -153,7 +167,10 @@ def _confirm_kinks(analytic: np.ndarray, estimate: Estimate, verdict: Judgement,
                    ) -> Judgement:
     """Keep only the kink candidates whose jump survives a smaller step."""
     positions = np.flatnonzero(verdict.kink)
-    left, right = kink_probe(positions)
+    if estimate.step is None:
+        left, right = kink_probe(positions)
+    else:  # from the step the confirmation chose for each entry
+        left, right = kink_probe(positions, estimate.step[positions])
     a = analytic[positions]
     allowance = verdict.allowance[positions]
     jump_before = np.abs(estimate.right[positions] - estimate.left[positions])
@@ -179,7 +196,8 @@ def _merge(base: Estimate, positions: np.ndarray, better: Estimate) -> Estimate:
         return out
 
     return Estimate(put(base.value, better.value), put(base.error_bar, better.error_bar),
-                    put(base.left, better.left), put(base.right, better.right))
+                    put(base.left, better.left), put(base.right, better.right),
+                    step=put(base.step, better.step))
 
 
 def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: np.ndarray,
@@ -221,7 +239,9 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
     atol_p = atol if atol is not None else default_atol(grad.dtype, analytic, estimate.value)
     verdict = judge(analytic, estimate, rtol=rtol_p, atol=atol_p)
     refined = 0
-    suspects = verdict.failed | verdict.kink
+    # Entries whose bar is wider than their tolerance are confirmed too: a
+    # pass must not rest on a bar wider than the error it has to detect.
+    suspects = verdict.failed | verdict.kink | _unresolved(analytic, estimate, verdict)
     if refine is not None and suspects.any():
         # Kink candidates are re-estimated too: one rejected later by the kink
         # probe must not fail on a less accurate estimate than other failures.
@@ -233,10 +253,22 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
         refined = int(positions.size)
     if kink_probe is not None and verdict.kink.any():
         verdict = _confirm_kinks(analytic, estimate, verdict, kink_probe)
+    unresolved = _unresolved(analytic, estimate, verdict, config.UNRESOLVED_FACTOR)
     size = int(np.prod(shape, dtype=np.int64))
     return ParamReport(
         name=name, shape=tuple(shape), dtype=str(np.dtype(dtype)), flat_indices=entries,
         analytic_flat=analytic, numeric_flat=estimate.value, error_bar_flat=estimate.error_bar,
         abs_error_flat=verdict.abs_error, rel_error_flat=verdict.rel_error,
         ratio_flat=verdict.ratio, failed_mask=verdict.failed, kink_mask=verdict.kink,
-        rtol=rtol_p, atol=atol_p, full=entries.size == size, refined=refined)
+        rtol=rtol_p, atol=atol_p, full=entries.size == size, refined=refined,
+        unresolved_mask=unresolved)
+
+
+def _unresolved(analytic: np.ndarray, estimate: Estimate, verdict: Judgement,
+                factor: float = 1.0) -> np.ndarray:
+    """Passing smooth entries whose error bar exceeds ``factor`` times their
+    tolerance: they pass only because the estimate could not see such an error."""
+    allowed = factor * tolerance(analytic, estimate.value, verdict.rtol, verdict.atol)
+    with np.errstate(invalid="ignore"):
+        wide = ~(estimate.error_bar <= allowed)
+    return wide & ~verdict.failed & ~verdict.kink & np.isfinite(analytic)
