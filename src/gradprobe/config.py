@@ -93,15 +93,9 @@ SHRINK_LEVELS = 6
 #: Ratio between successive steps of the confirmation.
 SHRINK_RATIO = 4.0
 #: An entry stops shrinking when its error bar is below this fraction of its
-#: tolerance ``max(rtol * |value|, atol)``, or when the bar grew to more than
-#: SHRINK_GROWTH times the best so far (rounding has taken over).
+#: tolerance ``max(rtol * |value|, atol)``, or when the rounding at the next
+#: step alone exceeds its best bar (rounding has taken over).
 SHRINK_TARGET = 0.25
-#: See SHRINK_TARGET.
-SHRINK_GROWTH = 4.0
-#: A level counts as converging (the growth rule applies) once its bar is below
-#: this fraction of its value; before that the steps are still too large for
-#: the function and the bar may grow for a level while they pass its scale.
-SHRINK_CONVERGED = 0.25
 #: Safety factor on the measured change between levels used as error bar.
 SHRINK_SAFETY = 2.0
 #: The truncation bar of a central difference is calibrated on up to this many

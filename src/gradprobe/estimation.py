@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import config
+from .config import SHRINK_TARGET
 from .engines.base import Engine
 from .problem import Problem
 from .stencils import Estimate, Stencil, step_size, successive_steps
@@ -154,9 +155,8 @@ def confirm_entries(problem: Problem, engine: Engine, param: int, entries: np.nd
     """Derivatives of suspect entries at steps chosen by the function
     (:func:`gradprobe.stencils.successive_steps`), from the central step down.
 
-    Where that is still wider than the tolerance and limited by rounding,
-    Richardson's formula at its own (larger) step is tried too; the estimate
-    with the smaller bar is kept.
+    Where that is still wider than the tolerance and limited by the noise of
+    ``f``, successive *larger* steps are tried too, and the smaller bar kept.
     """
     flat = problem.working[param].reshape(-1)
     x = flat[entries]
@@ -169,22 +169,25 @@ def confirm_entries(problem: Problem, engine: Engine, param: int, entries: np.nd
 
     est, _ = successive_steps(evaluate, x_real, h0, flat.dtype, problem.f0,
                               problem.noise.level, eps_eval, tolerance, first)
-    rounding_limited = np.flatnonzero(~(est.error_bar <= tolerance))
-    if rounding_limited.size:
-        try:
-            wide = estimate_entries(problem, engine, Stencil("richardson"), param,
-                                    entries[rounding_limited], None)
-        except ValueError:  # outside the domain at Richardson's larger step
-            return est
-        better = wide.error_bar < est.error_bar[rounding_limited]
+    limited = np.flatnonzero(~(est.error_bar <= SHRINK_TARGET * tolerance) &
+                             ~(2.0 * est.truncation > est.error_bar))
+    if limited.size:
+        start = Estimate(first.value[limited], first.error_bar[limited], first.left[limited],
+                         first.right[limited], truncation=None if first.truncation is None
+                         else first.truncation[limited]) if first is not None else None
+        wide, _ = successive_steps(lambda rows, points: evaluate(limited[rows], points),
+                                   x_real[limited], h0[limited], flat.dtype, problem.f0,
+                                   problem.noise.level, eps_eval, tolerance[limited], start,
+                                   grow=True)
+        better = wide.error_bar < est.error_bar[limited]
         if better.any():
-            at = rounding_limited[better]
-            value, bar = est.value.copy(), est.error_bar.copy()
-            left, right, step = est.left.copy(), est.right.copy(), est.step.copy()
-            value[at], bar[at] = wide.value[better], wide.error_bar[better]
-            left[at], right[at] = wide.left[better], wide.right[better]
-            step[at] = np.nan  # the kink probe starts from the central step there
-            est = Estimate(value, bar, left, right, step=step)
+            at = limited[better]
+            parts = [np.asarray(a).copy() for a in (est.value, est.error_bar, est.left,
+                                                    est.right, est.step, est.truncation)]
+            for part, source in zip(parts, (wide.value, wide.error_bar, wide.left, wide.right,
+                                            wide.step, wide.truncation)):
+                part[at] = source[better]
+            est = Estimate(*parts[:4], step=parts[4], truncation=parts[5])
     return est
 
 
@@ -264,7 +267,9 @@ def check_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int
             first = None
             if reuse:
                 first = Estimate(est.value[positions], est.error_bar[positions],
-                                 est.left[positions], est.right[positions])
+                                 est.left[positions], est.right[positions],
+                                 truncation=None if est.truncation is None
+                                 else est.truncation[positions])
             allowed = tolerance(analytic[positions], est.value[positions], rtol_p, atol_p)
             return confirm_entries(problem, engine, param, entries[positions], allowed, first)
     kink_probe = None

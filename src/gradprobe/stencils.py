@@ -244,7 +244,8 @@ class Stencil:
 def successive_steps(evaluate: Callable[[np.ndarray, np.ndarray], np.ndarray],
                      x: np.ndarray, h0: np.ndarray, dtype: np.dtype, f0: float,
                      noise: float, eps: float, tolerance: np.ndarray,
-                     first: Estimate | None = None) -> tuple[Estimate, int]:
+                     first: Estimate | None = None,
+                     grow: bool = False) -> tuple[Estimate, int]:
     """Derivatives at successively smaller steps, each error measured, the best kept.
 
     Central differences at ``h0, h0 / r, h0 / r^2, ...`` (``r =
@@ -253,10 +254,12 @@ def successive_steps(evaluate: Callable[[np.ndarray, np.ndarray], np.ndarray],
     bar of a level is *measured*: the change from the previous level (the
     extrapolated values' change, or the central value's when larger), times
     ``config.SHRINK_SAFETY``, plus the rounding at that step. An entry stops
-    when its bar is below ``config.SHRINK_TARGET * tolerance``, when the bar
-    has grown ``config.SHRINK_GROWTH`` times past the best one of a converging
-    entry, when rounding alone exceeds the best bar, or when ``f`` is not finite
-    at the smaller step. This is the scheme of ``scipy.differentiate.derivative``
+    when its bar is below ``config.SHRINK_TARGET * tolerance``, when rounding
+    alone exceeds its best bar (rounding grows as the step shrinks, so no
+    smaller step can do better: the error estimate has started to grow for
+    good), or when ``f`` is not finite at the smaller step. A bar that grows
+    while truncation still dominates it is the step passing the function's
+    own length, not a reason to stop. This is the scheme of ``scipy.differentiate.derivative``
     and of Ridders' method, run towards small steps: the function decides how
     small the step must be.
 
@@ -279,11 +282,17 @@ def successive_steps(evaluate: Callable[[np.ndarray, np.ndarray], np.ndarray],
     first : Estimate, optional
         A central estimate at ``h0`` (reused as the first level); evaluated
         when not given.
+    grow : bool
+        Run towards *larger* steps instead (``h0 * r, h0 * r^2, ...``), for
+        entries whose bar is limited by the noise of ``f``: a function that
+        changes on a longer length than its scale tolerates longer steps. It
+        stops when the measured (truncation) part alone exceeds the best bar.
 
     Returns
     -------
     estimate : Estimate
-        The best level of every entry, with its step.
+        The best level of every entry, with its step; ``truncation`` holds
+        the measured (not rounding) part of its bar.
     evaluations : int
         Losses evaluated.
 
@@ -324,41 +333,64 @@ def successive_steps(evaluate: Callable[[np.ndarray, np.ndarray], np.ndarray],
     if first is None or first.left is None:
         d, left, right, rounding, half, finite = level(all_rows, h)
         bar = np.full(count, np.inf)  # a single level measures nothing
+        measured = bar.copy()
     else:
         d, left, right = (np.asarray(a, dtype=np.float64).copy()
                           for a in (first.value, first.left, first.right))
         bar = np.asarray(first.error_bar, dtype=np.float64).copy()
+        measured = np.zeros(count) if first.truncation is None else \
+            np.asarray(first.truncation, dtype=np.float64).copy()
         half = h.copy()
         finite = np.isfinite(d)
-        rounding = np.zeros(count)
-    best = [d.copy(), bar.copy(), left.copy(), right.copy(), h.copy()]
+        with np.errstate(invalid="ignore"):
+            rounding = np.where(np.isfinite(bar), np.maximum(bar - measured, 0.0), np.inf)
+    best = [d.copy(), bar.copy(), left.copy(), right.copy(), h.copy(), measured.copy()]
     prev_d, prev_r, prev_half = d.copy(), np.full(count, np.nan), half.copy()
+    prev_round, prev_left, prev_right = rounding.copy(), left.copy(), right.copy()
     target = config.SHRINK_TARGET * np.asarray(tolerance, dtype=np.float64)
     active = finite & ~(best[1] <= target)
     for k in range(1, config.SHRINK_LEVELS + 1):
         rows = np.flatnonzero(active)
         if rows.size == 0:
             break
-        h[rows] = h[rows] / ratio
+        h[rows] = h[rows] * ratio if grow else h[rows] / ratio
         d, left, right, rounding, half, finite = level(rows, h[rows])
+        # (small, large): the two steps of this pair; the value is extrapolated
+        # from the smaller step's difference, whose rounding it carries
+        if grow:
+            small, large = prev_d[rows], d
+            h_small, h_large = prev_half[rows], half
+            noise_small = prev_round[rows]
+            step_small = h[rows] / ratio
+            left_small, right_small = prev_left[rows], prev_right[rows]
+        else:
+            small, large = d, prev_d[rows]
+            h_small, h_large = half, prev_half[rows]
+            noise_small = rounding
+            step_small = h[rows]
+            left_small, right_small = left, right
         with np.errstate(invalid="ignore", over="ignore"):
-            q = half * half / (prev_half[rows] ** 2 - half * half)
-            extrapolated = d + (d - prev_d[rows]) * q
-            change = np.abs(d - prev_d[rows])
+            q = h_small * h_small / (h_large * h_large - h_small * h_small)
+            extrapolated = small + (small - large) * q
+            change = np.abs(small - large)
             if k == 1:
                 error = change
             else:
                 error = np.maximum(np.abs(extrapolated - prev_r[rows]), change * q)
-            bar = config.SHRINK_SAFETY * error + (1.0 + 2.0 * q) * rounding
+            measured = config.SHRINK_SAFETY * error
+            bar = measured + (1.0 + 2.0 * q) * noise_small
         bar = np.where(finite & np.isfinite(bar), bar, np.inf)
         better = bar < best[1][rows]
         at = rows[better]
-        for store, source in zip(best, (extrapolated, bar, left, right, h[rows])):
+        for store, source in zip(best, (extrapolated, bar, left_small, right_small,
+                                        step_small, measured)):
             store[at] = source[better]
-        converging = best[1][rows] < config.SHRINK_CONVERGED * np.abs(best[0][rows])
-        done = ~finite | (best[1][rows] <= target[rows]) | \
-            (converging & (bar > config.SHRINK_GROWTH * best[1][rows])) | \
-            (rounding > best[1][rows])
+        # rounding only grows as the step shrinks, truncation as it grows: past
+        # the point where that part alone exceeds the best bar, no step helps
+        limit = measured if grow else rounding
+        done = ~finite | (best[1][rows] <= target[rows]) | (limit > best[1][rows])
         active[rows[done]] = False
         prev_d[rows], prev_r[rows], prev_half[rows] = d, extrapolated, half
-    return Estimate(best[0], best[1], best[2], best[3], step=best[4]), evaluations
+        prev_round[rows], prev_left[rows], prev_right[rows] = rounding, left, right
+    return Estimate(best[0], best[1], best[2], best[3], step=best[4],
+                    truncation=best[5]), evaluations
