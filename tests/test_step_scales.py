@@ -155,3 +155,54 @@ def test_one_percent_errors_are_named_at_every_scale(measured):
         pytest.skip("1 % errors are planted in float64 gradients (SPEC section 3)")
     assert result["missed"] == []
     assert result["extra"] == []
+
+
+# -- the reproductions of issue 16 --------------------------------------------------
+
+def test_a_one_percent_error_at_a_small_parameter_fails_and_is_named():
+    x = np.array([0.004])
+    report = gp.check(lambda x: np.sum(x ** 4), x, 1.01 * 4 * x ** 3)
+    assert report.status == "failed" and not report.passed
+    assert report.params["x"].failed_indices == [(0,)]
+
+
+def test_an_exact_gradient_of_a_short_length_function_passes():
+    x = np.array([1e-4])
+    exact = (1 - np.tanh(x / 3e-4) ** 2) / 3e-4
+    report = gp.check(lambda x: np.sum(np.tanh(x / 3e-4)), x, exact)
+    assert report.passed and report.status == "passed", str(report)
+    p = report.params["x"]
+    # the bar covers the true error and is below the tolerance it must resolve
+    assert abs(p.numeric_flat[0] - exact[0]) <= p.error_bar_flat[0] <= 1e-5 * exact[0]
+
+
+def test_steps_shrink_to_stay_inside_the_domain():
+    for x in (np.array([3e-4]), np.array([1e-6, 2.0, 5e-7])):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            report = gp.check(lambda x: np.sum(np.log(x)), x, 1 / x)
+        assert report.passed, str(report)
+        p = report.params["x"]
+        assert np.all(np.abs(p.numeric_flat - 1 / x) <= p.error_bar_flat)
+
+
+def test_a_loss_with_no_finite_step_near_the_point_still_names_the_entry():
+    w = np.array([1.0, 0.0])
+    with np.errstate(invalid="ignore"), pytest.raises(ValueError, match=r"f returned nan with w\[1\]"):
+        gp.check(lambda w: np.sum(np.sqrt(w)), w, np.array([0.5, 1.0]))
+
+
+def test_a_check_that_cannot_resolve_the_tolerance_is_inconclusive():
+    x = np.linspace(0.5, 1.5, 5)
+
+    def coarse(x):  # the loss rounded to float16: far too noisy for rtol=1e-7
+        return float(np.float16(np.sum(x ** 2)))
+
+    report = gp.check(coarse, x, 2 * x, rtol=1e-7)
+    assert report.status == "inconclusive" and not report.passed
+    p = report.params["x"]
+    assert p.failed == 0 and len(p.unresolved) > 0
+    assert report.to_dict()["status"] == "inconclusive"
+    assert report.to_dict()["params"]["x"]["unresolved"] == [list(i) for i in p.unresolved]
+    assert str(report).startswith("gradprobe check INCONCLUSIVE")
+    # the same check with a tolerance the noise can resolve passes
+    assert gp.check(coarse, x, 2 * x, rtol=0.5).status == "passed"

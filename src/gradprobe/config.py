@@ -180,6 +180,11 @@ NOISY_MIN_ULPS = 1e3
 #: measured along the full directions at detection (a restricted direction
 #: moves fewer entries, so its third derivative is usually smaller).
 LOCALIZATION_TRUNCATION_SAFETY = 2.0
+#: Directional detection: while the truncation measured along the directions
+#: exceeds their rounding, the step is reduced to balance them and the
+#: directions tested again, at most this many times (once was enough for a
+#: loss that changes on the scale of its parameters; a shorter length needs more).
+DIRECTIONAL_STEP_REDUCTIONS = 3
 #: Directional differences move every entry at once, so their rounding is
 #: that of every term of the loss; the noise probe (one direction, one
 #: spacing) can underestimate it. Measured over 1,000 random problems, the

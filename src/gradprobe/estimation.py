@@ -147,6 +147,9 @@ def estimate_entries(problem: Problem, engine: Engine, stencil: Stencil, param: 
         if length is not None:
             est = stencil.estimate(losses, x_real, points, problem.f0, problem.noise.level,
                                    eps_eval, length=length, local=True)
+    if adapt and stencil.method == "central":  # the steps used, shrunk or not
+        est = Estimate(est.value, est.error_bar, est.left, est.right, step=h,
+                       truncation=est.truncation)
     return est
 
 
@@ -162,6 +165,8 @@ def confirm_entries(problem: Problem, engine: Engine, param: int, entries: np.nd
     x = flat[entries]
     x_real = (x.real if np.iscomplexobj(x) else x).astype(np.float64)
     h0 = step_size(x_real, "central", problem.noise_rel)
+    if first is not None and first.step is not None:
+        h0 = first.step  # the first estimate's steps (shrunk inside f's domain)
     eps_eval = float(np.finfo(problem.eval_dtype).eps)
 
     def evaluate(rows: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -268,6 +273,7 @@ def check_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int
             if reuse:
                 first = Estimate(est.value[positions], est.error_bar[positions],
                                  est.left[positions], est.right[positions],
+                                 step=est.step[positions],
                                  truncation=None if est.truncation is None
                                  else est.truncation[positions])
             allowed = tolerance(analytic[positions], est.value[positions], rtol_p, atol_p)
