@@ -196,6 +196,21 @@ def confirm_entries(problem: Problem, engine: Engine, param: int, entries: np.nd
     return est
 
 
+def _merge_rows(base: Estimate, rows: np.ndarray, better: Estimate) -> Estimate:
+    """``base`` with its ``rows`` replaced by ``better`` (steps NaN where unknown)."""
+    size = base.value.size
+
+    def put(target: np.ndarray | None, source: np.ndarray | None) -> np.ndarray:
+        out = np.full(size, np.nan) if target is None else np.asarray(target, float).copy()
+        if source is not None:
+            out[rows] = source
+        return out
+
+    return Estimate(put(base.value, better.value), put(base.error_bar, better.error_bar),
+                    put(base.left, better.left), put(base.right, better.right),
+                    step=put(base.step, better.step))
+
+
 def one_sided(problem: Problem, engine: Engine, param: int, entries: np.ndarray,
               eps: float | None, steps: np.ndarray | None = None,
               ) -> tuple[np.ndarray, np.ndarray]:
@@ -269,6 +284,20 @@ def check_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int
         reuse = stencil.method == "central"
 
         def refine(positions: np.ndarray) -> Estimate:
+            allowed = tolerance(analytic[positions], est.value[positions], rtol_p, atol_p)
+            if stencil.method == "forward":
+                # Richardson's formula first (as always for forward differences);
+                # what it leaves failing or wider than the tolerance goes on below
+                wide = estimate_entries(problem, engine, Stencil("richardson"), param,
+                                        entries[positions], None)
+                error = np.abs(wide.value - analytic[positions])
+                settled = (wide.error_bar <= allowed) & (error <= allowed)
+                if settled.all():
+                    return wide
+                rest = np.flatnonzero(~settled)
+                confirmed = confirm_entries(problem, engine, param, entries[positions[rest]],
+                                            allowed[rest], None)
+                return _merge_rows(wide, rest, confirmed)
             first = None
             if reuse:
                 first = Estimate(est.value[positions], est.error_bar[positions],
@@ -276,12 +305,16 @@ def check_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int
                                  step=est.step[positions],
                                  truncation=None if est.truncation is None
                                  else est.truncation[positions])
-            allowed = tolerance(analytic[positions], est.value[positions], rtol_p, atol_p)
             return confirm_entries(problem, engine, param, entries[positions], allowed, first)
     kink_probe = None
     if stencil.method != "complex":
         def kink_probe(positions: np.ndarray, steps: np.ndarray | None = None,
                        ) -> tuple[np.ndarray, np.ndarray]:
             return one_sided(problem, engine, param, entries[positions], eps, steps)
+    # Central differences (the default) also confirm their wide passing bars.
+    # The forward and Richardson methods confirm their failures only: two
+    # points carry no curvature to judge a bar by, and Richardson's is measured.
+    confirm = eps is None and stencil.method == "central"
     return compare_param(problem.names[param], array.shape, array.dtype, entries, grad,
-                         est, rtol=rtol, atol=atol, refine=refine, kink_probe=kink_probe)
+                         est, rtol=rtol, atol=atol, refine=refine, kink_probe=kink_probe,
+                         confirm_unresolved=confirm)

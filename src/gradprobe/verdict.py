@@ -205,7 +205,7 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
                   atol: float | None,
                   refine: Callable[[np.ndarray], Estimate] | None = None,
                   kink_probe: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
-                  ) -> ParamReport:
+                  confirm_unresolved: bool = False) -> ParamReport:
     """Judge one parameter and wrap the result in a :class:`ParamReport`.
 
     Parameters
@@ -229,7 +229,15 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
         right)`` at a much smaller step for those entries. Kink candidates
         are confirmed with it: a kink keeps its jump as the step shrinks, a
         smooth function with strong curvature does not (and then fails).
-        Without it, candidates are accepted as kinks.
+        Without it, candidates are accepted as kinks. When the estimate
+        carries the step of each entry (``estimate.step``), the probe is
+        called as ``kink_probe(positions, steps)`` and starts from them.
+    confirm_unresolved : bool
+        Also re-estimate with ``refine`` the entries whose error bar is wider
+        than their tolerance (``refine`` then chooses its steps per entry),
+        and report the entries left with a bar more than
+        ``config.UNRESOLVED_FACTOR`` times their tolerance as unresolved (the
+        check is then inconclusive).
     """
     flat = grad.reshape(-1)
     full = entries.size == flat.size and entries.size > 0 and entries[0] == 0 and \
@@ -239,9 +247,10 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
     atol_p = atol if atol is not None else default_atol(grad.dtype, analytic, estimate.value)
     verdict = judge(analytic, estimate, rtol=rtol_p, atol=atol_p)
     refined = 0
-    # Entries whose bar is wider than their tolerance are confirmed too: a
-    # pass must not rest on a bar wider than the error it has to detect.
-    suspects = verdict.failed | verdict.kink | _unresolved(analytic, estimate, verdict)
+    suspects = verdict.failed | verdict.kink
+    if confirm_unresolved:
+        # a pass must not rest on a bar wider than the error it has to detect
+        suspects = suspects | _unresolved(analytic, estimate, verdict)
     if refine is not None and suspects.any():
         # Kink candidates are re-estimated too: one rejected later by the kink
         # probe must not fail on a less accurate estimate than other failures.
@@ -253,7 +262,8 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
         refined = int(positions.size)
     if kink_probe is not None and verdict.kink.any():
         verdict = _confirm_kinks(analytic, estimate, verdict, kink_probe)
-    unresolved = _unresolved(analytic, estimate, verdict, config.UNRESOLVED_FACTOR)
+    unresolved = _unresolved(analytic, estimate, verdict, config.UNRESOLVED_FACTOR) \
+        if confirm_unresolved else None
     size = int(np.prod(shape, dtype=np.int64))
     return ParamReport(
         name=name, shape=tuple(shape), dtype=str(np.dtype(dtype)), flat_indices=entries,
