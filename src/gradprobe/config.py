@@ -81,8 +81,13 @@ CONFIRM_LIMIT = 1024
 #: not fail has an error bar more than this many times its tolerance
 #: ``max(atol, rtol * |derivative|)``: with float64's default rtol that is a bar
 #: wider than the 1 % error every check must flag (SPEC section 3). Entries
-#: whose bar is wider than their tolerance are confirmed at smaller steps first.
+#: whose bar is wider than CONFIRM_WIDE_FACTOR x their tolerance are confirmed first.
 UNRESOLVED_FACTOR = 1000.0
+#: Passing entries are confirmed at steps of their own (below) when their error
+#: bar exceeds this many times their tolerance: a bar up to 10x the tolerance
+#: still sees a 1 % error in float64 with 100x margin, and the rounding bar of
+#: entries whose derivative is ~0 (dead ReLUs) often sits just above atol.
+CONFIRM_WIDE_FACTOR = 10.0
 #: Confirmation of suspect entries (failing, kink candidates, or whose error bar
 #: is wider than the tolerance) by successive steps: central differences at
 #: ``h0, h0 / r, h0 / r**2, ...`` (``r = SHRINK_RATIO``), each combined with the

@@ -234,7 +234,8 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
         called as ``kink_probe(positions, steps)`` and starts from them.
     confirm_unresolved : bool
         Also re-estimate with ``refine`` the entries whose error bar is wider
-        than their tolerance (``refine`` then chooses its steps per entry),
+        than ``config.CONFIRM_WIDE_FACTOR`` times their tolerance (``refine``
+        then chooses its steps per entry),
         and report the entries left with a bar more than
         ``config.UNRESOLVED_FACTOR`` times their tolerance as unresolved (the
         check is then inconclusive).
@@ -250,7 +251,8 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
     suspects = verdict.failed | verdict.kink
     if confirm_unresolved:
         # a pass must not rest on a bar wider than the error it has to detect
-        suspects = suspects | _unresolved(analytic, estimate, verdict)
+        suspects = suspects | _unresolved(analytic, estimate, verdict,
+                                          config.CONFIRM_WIDE_FACTOR)
     if refine is not None and suspects.any():
         # Kink candidates are re-estimated too: one rejected later by the kink
         # probe must not fail on a less accurate estimate than other failures.
