@@ -18,6 +18,7 @@ from .params import ParamSet, Structure
 from .problem import prepare
 from .report import CheckReport
 from .stencils import Stencil
+from .verdict import gradient_scale
 
 
 def _validate_call(f: Any, args: Any) -> tuple:
@@ -372,12 +373,14 @@ def run_check(f: Callable[..., Any], params: Structure, grads: Structure | Calla
             notes += extra
         else:
             reports = {}
+            scale = gradient_scale(grad_arrays)
             for p, (name, array) in enumerate(zip(paramset.names, paramset.arrays)):
                 # every entry (entries=None: no index array) unless mode="sample"
                 entries = select_entries(array.size, samples, int(seed), p) \
                     if mode == "sample" else None
                 reports[name] = check_entries(problem, engine, stencil, p, entries,
-                                              grad_arrays[p], eps=eps, rtol=rtol, atol=atol)
+                                              grad_arrays[p], eps=eps, rtol=rtol, atol=atol,
+                                              gradient_scale=scale)
     finally:
         try:
             release(engine)  # the Dask engine's cluster and scattered data

@@ -77,6 +77,42 @@ KINK_JUMP_KEPT = 0.5
 #: this many entries per parameter are re-estimated (the worst first).
 CONFIRM_LIMIT = 1024
 
+#: A check is ``"inconclusive"`` when, after confirmation, some entry that did
+#: not fail has an error bar more than this many times its tolerance
+#: ``max(atol, rtol * |derivative|)``: with float64's default rtol that is a bar
+#: wider than the 1 % error every check must flag (SPEC section 3). Entries
+#: whose bar is wider than CONFIRM_WIDE_FACTOR x their tolerance are confirmed first.
+UNRESOLVED_FACTOR = 1000.0
+#: Passing entries are confirmed at steps of their own (below) when their error
+#: bar exceeds this many times their tolerance: a bar up to 10x the tolerance
+#: still sees a 1 % error in float64 with 100x margin, and the rounding bar of
+#: entries whose derivative is ~0 (dead ReLUs) often sits just above atol.
+CONFIRM_WIDE_FACTOR = 10.0
+#: Confirmation of suspect entries (failing, kink candidates, or whose error bar
+#: is wider than the tolerance) by successive steps: central differences at
+#: ``h0, h0 / r, h0 / r**2, ...`` (``r = SHRINK_RATIO``), each combined with the
+#: previous one by Richardson's rule, the error of each level measured by the
+#: change from the previous one (as ``scipy.differentiate`` and Ridders do).
+#: At most this many smaller steps (2 evaluations each per entry still active).
+SHRINK_LEVELS = 6
+#: Ratio between successive steps of the confirmation.
+SHRINK_RATIO = 4.0
+#: An entry stops shrinking when its error bar is below this fraction of its
+#: tolerance ``max(rtol * |value|, atol)``, or when the rounding at the next
+#: step alone exceeds its best bar (rounding has taken over).
+SHRINK_TARGET = 0.25
+#: Safety factor on the measured change between levels used as error bar.
+SHRINK_SAFETY = 2.0
+#: The truncation bar of a central difference is calibrated on up to this many
+#: entries of each parameter (2 more evaluations each, at twice the step): the
+#: largest ratio of measured to modelled truncation scales every entry's bar.
+CALIBRATION_ENTRIES = 4
+#: Safety factor on that measured truncation.
+CALIBRATION_SAFETY = 4.0
+#: A perturbed point where ``f`` is not finite (outside its domain) is tried
+#: again with the step divided by SHRINK_RATIO, at most this many times.
+DOMAIN_SHRINKS = 8
+
 #: Default number of entries drawn from every parameter in ``mode="sample"``.
 DEFAULT_SAMPLES = 32
 
@@ -161,6 +197,11 @@ NOISY_MIN_ULPS = 1e3
 #: measured along the full directions at detection (a restricted direction
 #: moves fewer entries, so its third derivative is usually smaller).
 LOCALIZATION_TRUNCATION_SAFETY = 2.0
+#: Directional detection: while the truncation measured along the directions
+#: exceeds their rounding, the step is reduced to balance them and the
+#: directions tested again, at most this many times (once was enough for a
+#: loss that changes on the scale of its parameters; a shorter length needs more).
+DIRECTIONAL_STEP_REDUCTIONS = 3
 #: Directional differences move every entry at once, so their rounding is
 #: that of every term of the loss; the noise probe (one direction, one
 #: spacing) can underestimate it. Measured over 1,000 random problems, the

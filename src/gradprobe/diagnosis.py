@@ -139,7 +139,7 @@ def diagnose(report: ParamReport, others: Iterable[ParamReport] = (), *,
     >>> r.params["w"].diagnosis.split(":")[0]
     'scaled'
     """
-    if report.passed:
+    if not report.failed:  # passed, or inconclusive (nothing failed)
         return None if noise_ulps is None else _noisy_pass(report, method, noise_ulps)
     if nondeterministic is not None:
         difference, where = nondeterministic

@@ -38,6 +38,7 @@ import numpy as np
 
 from . import config
 from .stencils import Stencil, step_size
+from .verdict import gradient_scale
 
 if TYPE_CHECKING:
     from .engines.base import Engine
@@ -139,8 +140,9 @@ class DirectionalProbe:
     That matters: along a direction through every entry, derivatives of
     coupled losses (networks) grow with each order (the direction is long),
     so the per-entry scale model of the central bar does not hold. When the
-    measured truncation exceeds the rounding, the step is reduced once to
-    balance them and the detection repeated. Localization's restricted
+    measured truncation exceeds the rounding, the step is reduced to
+    balance them and the detection repeated (again while it still exceeds it,
+    up to ``DIRECTIONAL_STEP_REDUCTIONS`` times). Localization's restricted
     directions use the central difference (two evaluations), with the
     largest truncation measured at detection (times
     ``LOCALIZATION_TRUNCATION_SAFETY``) added to their bar. The complex step
@@ -294,22 +296,27 @@ class DirectionalProbe:
     def detect(self, directions: Sequence[Direction]) -> list[GroupTest]:
         """Test full directions with the measuring (4-point) formula.
 
-        The first call may reduce the step once, when the measured truncation
-        exceeds the rounding, and test again. Every call sets the truncation
+        The first call reduces the step while the measured truncation exceeds
+        the rounding (at most ``config.DIRECTIONAL_STEP_REDUCTIONS`` times) and
+        tests again. Every call sets the truncation
         bar used by :meth:`test` for localization.
         """
         tests = [self.test(d, self.full_ranges(d), detect=True) for d in directions]
-        if self.adapt and tests:
-            self.adapt = False
+        reductions = config.DIRECTIONAL_STEP_REDUCTIONS if self.adapt else 0
+        self.adapt = False
+        for _ in range(reductions):
+            # the step follows the function: while the measured truncation
+            # exceeds the rounding, shrink it to balance them and test again
             truncation = max(t.truncation for t in tests)
             rounding = min(t.error_bar - t.truncation for t in tests)
-            if np.isfinite(truncation) and truncation > rounding > 0:
-                ideal = self.step * (rounding / (2.0 * truncation)) ** (1.0 / 3.0)
-                smaller = float(np.exp2(np.floor(np.log2(ideal))))
-                if smaller < self.step:
-                    self.step = smaller
-                    tests = [self.test(d, self.full_ranges(d), detect=True)
-                             for d in directions]
+            if not (np.isfinite(truncation) and truncation > rounding > 0):
+                break
+            ideal = self.step * (rounding / (2.0 * truncation)) ** (1.0 / 3.0)
+            smaller = float(np.exp2(np.floor(np.log2(ideal))))
+            if smaller >= self.step:
+                break
+            self.step = smaller
+            tests = [self.test(d, self.full_ranges(d), detect=True) for d in directions]
         finite = [t.truncation for t in tests if np.isfinite(t.truncation)]
         self.truncation = config.LOCALIZATION_TRUNCATION_SAFETY * max(finite, default=0.0)
         return tests
@@ -485,7 +492,7 @@ def directional_check(problem: "Problem", engine: "Engine", stencil: Stencil,
         else:
             entries = np.union1d(found.candidates[p], sample).astype(np.int64)
         report = check_entries(problem, engine, stencil, p, entries, grads[p], eps=eps,
-                               rtol=rtol, atol=atol)
+                               rtol=rtol, atol=atol, gradient_scale=gradient_scale(grads))
         report.resolution = res
         reports[name] = report
         if res is not None:

@@ -110,6 +110,9 @@ class ParamReport:
     #: ``(max_abs_error, max_rel_error, worst position)`` from the verdict's
     #: pass, or None (then derived from the per-entry arrays).
     summary: tuple[float, float, int | None] | None = field(default=None, repr=False)
+    #: Passing entries whose error bar stays wider than ``config.UNRESOLVED_FACTOR``
+    #: times their tolerance (None: not judged), see :attr:`status`.
+    unresolved_mask: np.ndarray | None = None
 
     # -- lazily recomputed per-entry arrays --------------------------------------
     def _recompute(self, key: str) -> np.ndarray:
@@ -179,8 +182,26 @@ class ParamReport:
     # -- summary numbers -------------------------------------------------
     @property
     def passed(self) -> bool:
-        """True when no entry failed."""
-        return self.failed == 0
+        """True when no entry failed and every entry was resolved to its tolerance."""
+        return self.status == "passed"
+
+    @property
+    def status(self) -> str:
+        """``"failed"`` when an entry failed, ``"inconclusive"`` when none failed
+        but some entry's error bar stayed wider than its tolerance
+        (:attr:`unresolved`), ``"passed"`` otherwise."""
+        if self.failed:
+            return "failed"
+        unresolved = self.unresolved_mask is not None and bool(self.unresolved_mask.any())
+        return "inconclusive" if unresolved else "passed"
+
+    @property
+    def unresolved(self) -> list[tuple[int, ...]]:
+        """Entries that could not be resolved to the tolerance: no step gave an
+        error bar below ``max(atol, rtol * |derivative|)`` (a noisy ``f``)."""
+        if self.unresolved_mask is None:
+            return []
+        return [_index(i, self.shape) for i in self._at(self.unresolved_mask)]
 
     @property
     def checked(self) -> int:
@@ -274,7 +295,11 @@ class ParamReport:
         """JSON-serialisable summary (whole value arrays only with ``arrays=True``)."""
         out: dict[str, Any] = {
             "name": self.name, "shape": list(self.shape), "dtype": self.dtype,
-            "passed": self.passed, "checked": self.checked, "failed": self.failed,
+            "passed": self.passed, "status": self.status,
+            **_index_list("unresolved", self._at(self.unresolved_mask)
+                          if self.unresolved_mask is not None else np.zeros(0, np.int64),
+                          self.shape),
+            "checked": self.checked, "failed": self.failed,
             "max_abs_error": _json_float(self.max_abs_error),
             "max_rel_error": _json_float(self.max_rel_error),
             "worst_index": None if self.worst_index is None else list(self.worst_index),
@@ -385,7 +410,18 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
-        return all(p.passed for p in self.params.values())
+        """True only when :attr:`status` is ``"passed"``."""
+        return self.status == "passed"
+
+    @property
+    def status(self) -> str:
+        """``"passed"``, ``"failed"`` (some entry failed) or ``"inconclusive"``
+        (none failed, but some entry could not be resolved to its tolerance:
+        see :attr:`ParamReport.unresolved`)."""
+        statuses = {p.status for p in self.params.values()}
+        if "failed" in statuses:
+            return "failed"
+        return "inconclusive" if "inconclusive" in statuses else "passed"
 
     @property
     def failed(self) -> int:
@@ -405,7 +441,8 @@ class CheckReport:
             entry (large for big parameters).
         """
         return {
-            "passed": self.passed, "method": self.method, "mode": self.mode,
+            "passed": self.passed, "status": self.status, "method": self.method,
+            "mode": self.mode,
             "backend": self.backend, "evaluations": self.evaluations,
             "seconds": self.seconds, "upcast": self.upcast,
             "noise": _json_float(self.noise), "loss": _json_float(self.loss),
@@ -447,7 +484,8 @@ class CheckReport:
         return render(self)
 
     def __repr__(self) -> str:
-        status = "passed" if self.passed else f"FAILED ({self.failed} entries)"
+        status = {"passed": "passed", "failed": f"FAILED ({self.failed} entries)",
+                  "inconclusive": "inconclusive"}[self.status]
         return (f"<CheckReport {status}: {len(self.params)} parameters, method={self.method}, "
                 f"mode={self.mode}, backend={self.backend}>")
 
@@ -483,19 +521,32 @@ def _shown_rel_error(p: ParamReport) -> str:
     """The table's "max rel err": over entries where the analytic or the numeric
     value is larger than ``atol`` and the error bar. An entry that is zero on
     both sides up to those (a gradient that is exactly 0, its estimate rounding
-    noise) has no meaningful relative error; when every entry is like that, "-"."""
-    scale = np.maximum(np.abs(p.analytic_flat), np.abs(p.numeric_flat))
-    floor = np.maximum(p.atol, np.nan_to_num(np.asarray(p.error_bar_flat, dtype=np.float64),
-                                             nan=0.0))
-    meaningful = p._smooth & ((scale > floor) | ~np.isfinite(p.rel_error_flat))
-    if not meaningful.any():
-        return "-"
-    return _fmt(float(p.rel_error_flat[meaningful].max()))
+    noise) has no meaningful relative error; when every entry is like that, "-".
+    Computed ``config.VERDICT_CHUNK`` entries at a time (no full-size temporaries)."""
+    size = p.analytic_flat.size
+    bar = np.broadcast_to(np.asarray(p.error_bar_flat, dtype=np.float64), (size,))
+    smooth = p._smooth
+    best = None
+    for start in range(0, size, config.VERDICT_CHUNK):
+        sl = slice(start, min(size, start + config.VERDICT_CHUNK))
+        rel = p._metrics_at(np.arange(sl.start, sl.stop))[1]
+        scale = np.maximum(np.abs(p.analytic_flat[sl]), np.abs(p.numeric_flat[sl]))
+        floor = np.maximum(p.atol, np.nan_to_num(bar[sl], nan=0.0))
+        meaningful = smooth[sl] & ((scale > floor) | ~np.isfinite(rel))
+        if meaningful.any():
+            top = float(rel[meaningful].max())
+            if best is None or np.isnan(top) or (not np.isnan(best) and top > best):
+                best = top  # NaN, once seen, is the maximum (as ndarray.max)
+    return "-" if best is None else _fmt(best)
 
 
 def render(report: CheckReport) -> str:
     """The text form of a report: a header, a table, the worst entries."""
-    status = "PASSED" if report.passed else f"FAILED: {report.failed} entries"
+    unresolved = sum(int(p.unresolved_mask.sum()) for p in report.params.values()
+                     if p.unresolved_mask is not None)
+    status = {"passed": "PASSED", "failed": f"FAILED: {report.failed} entries",
+              "inconclusive": f"INCONCLUSIVE: {unresolved} entries could not "
+              "be resolved to the tolerance"}[report.status]
     mode = report.mode if report.strategy is None else f"{report.mode}: {report.strategy}"
     header = (f"gradprobe check {status}  (method={report.method}, mode={mode}, "
               f"backend={report.backend}, {report.evaluations:,} evaluations, "

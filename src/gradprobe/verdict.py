@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -238,6 +238,44 @@ def _at_kink(a: np.ndarray, left: np.ndarray, right: np.ndarray,
     return significant & between & np.isfinite(a)
 
 
+def tolerance(analytic: np.ndarray, numeric: np.ndarray, rtol: float,
+              atol: float) -> np.ndarray:
+    """``max(atol, rtol * max(|a|, |n|))``: the error an entry must resolve.
+
+    Examples
+    --------
+    >>> tolerance(np.array([2.0, 0.0]), np.array([2.0, 0.0]), 1e-5, 1e-9)
+    array([2.e-05, 1.e-09])
+    """
+    with np.errstate(invalid="ignore"):
+        scale = np.maximum(np.abs(analytic), np.abs(numeric))
+        return np.maximum(atol, rtol * np.where(np.isfinite(scale), scale, 0.0))
+
+
+def _wide(analytic: np.ndarray, value: np.ndarray, bar: np.ndarray, rtol: float,
+          atol: float, factor: float) -> np.ndarray:
+    """Entries whose error bar exceeds ``factor`` times their tolerance (or is NaN),
+    computed ``config.VERDICT_CHUNK`` entries at a time."""
+    out = np.empty(analytic.size, dtype=bool)
+    for start in range(0, analytic.size, config.VERDICT_CHUNK):
+        sl = slice(start, start + config.VERDICT_CHUNK)
+        allowed = factor * tolerance(analytic[sl], value[sl], rtol, atol)
+        with np.errstate(invalid="ignore"):
+            out[sl] = ~(bar[sl] <= allowed) & np.isfinite(analytic[sl])
+    return out
+
+
+def gradient_scale(grads: "Iterable[np.ndarray]") -> float:
+    """The largest finite gradient entry over every parameter of a check (0 if none).
+
+    Examples
+    --------
+    >>> gradient_scale([np.zeros(3), np.array([0.5, -2.0, np.nan])])
+    2.0
+    """
+    return max((_max_abs(g, finite_only=True) for g in grads), default=0.0)
+
+
 def _sides_at(estimate: Estimate, positions: np.ndarray
               ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """One-sided derivatives of ``estimate`` at ``positions`` (None where it has none)."""
@@ -266,8 +304,9 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
                   grad: np.ndarray, estimate: Estimate, *, rtol: float | None,
                   atol: float | None,
                   refine: Callable[[np.ndarray], Estimate] | None = None,
-                  kink_probe: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
-                  copy_grad: bool = True) -> ParamReport:
+                  kink_probe: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
+                  copy_grad: bool = True, confirm_unresolved: bool = False,
+                  gradient_scale: float = 0.0) -> ParamReport:
     """Judge one parameter and wrap the result in a :class:`ParamReport`.
 
     Parameters
@@ -294,11 +333,25 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
         right)`` at a much smaller step for those entries. Kink candidates
         are confirmed with it: a kink keeps its jump as the step shrinks, a
         smooth function with strong curvature does not (and then fails).
-        Without it, candidates are accepted as kinks.
+        Without it, candidates are accepted as kinks. When the estimate
+        carries the step of each entry (``estimate.step``), the probe is
+        called as ``kink_probe(positions, steps)`` and starts from them.
     copy_grad : bool
         False when ``grad`` belongs to the check (e.g. computed by the model's
         own backward pass): a float64 ``grad`` is then kept by the report
         as it is instead of copied. The user's gradients are always copied.
+    confirm_unresolved : bool
+        Also re-estimate with ``refine`` the entries whose error bar is wider
+        than ``config.CONFIRM_WIDE_FACTOR`` times their tolerance (``refine``
+        then chooses its steps per entry), and report the entries left with a
+        bar more than ``config.UNRESOLVED_FACTOR`` times their tolerance as
+        unresolved (the check is then inconclusive).
+    gradient_scale : float
+        The largest gradient entry of the whole check (:func:`gradient_scale`).
+        Whether an entry is resolved is judged against a tolerance of at least
+        ``DEFAULT_ATOL_FRACTION`` times it: a parameter whose gradient is zero
+        (one ``f`` does not use, or that cancels) has no scale of its own, and
+        its estimates, at the rounding floor, are as resolved as they can be.
     """
     flat = grad.reshape(-1)
     full = entries is None or (
@@ -316,14 +369,22 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
     failed, summary = first_pass(analytic, value, bar, rtol_p, atol_p)
     kink = np.zeros_like(failed)
     suspects = np.flatnonzero(failed)
+    if confirm_unresolved:
+        # a pass must not rest on a bar wider than the error it has to detect
+        wide = _wide(analytic, value, bar, rtol_p, atol_p, config.CONFIRM_WIDE_FACTOR)
+        suspects = np.flatnonzero(failed | wide)
     refined = 0
     if suspects.size:
         left, right = _sides_at(estimate, suspects)
+        steps = None if estimate.step is None else \
+            np.asarray(estimate.step, dtype=np.float64)[suspects].copy()
         _, _, allowance, ratio = entry_metrics(analytic[suspects], value[suspects],
                                                bar[suspects], rtol_p, atol_p)
         if left is not None and right is not None:
-            kink[suspects] = _at_kink(analytic[suspects], left, right, allowance)
-            failed[suspects] = ~kink[suspects]
+            # only failing entries can be kinks (a wide passing one is merely unsure)
+            kink[suspects] = failed[suspects] & _at_kink(analytic[suspects], left, right,
+                                                         allowance)
+            failed[suspects] &= ~kink[suspects]
         if refine is not None:
             # Kink candidates are re-estimated too: one rejected later by the kink
             # probe must not fail on a less accurate estimate than other failures.
@@ -335,6 +396,7 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
             bar[positions] = better.error_bar
             left = _replace(left, order, better.left, suspects.size)
             right = _replace(right, order, better.right, suspects.size)
+            steps = _replace(steps, order, better.step, suspects.size)
             _, _, allow_r, ratio_r = entry_metrics(analytic[positions], value[positions],
                                                    bar[positions], rtol_p, atol_p)
             fail_r = ratio_r > 1.0
@@ -349,7 +411,10 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
         if kink_probe is not None and at_kink.any():
             # Keep only the kink candidates whose jump survives a smaller step.
             positions = suspects[at_kink]
-            probe_left, probe_right = kink_probe(positions)
+            if steps is None:
+                probe_left, probe_right = kink_probe(positions)
+            else:  # from the step the confirmation chose for each entry
+                probe_left, probe_right = kink_probe(positions, steps[at_kink])
             allowance = entry_metrics(analytic[positions], value[positions], bar[positions],
                                       rtol_p, atol_p)[2]
             jump_before = np.abs(right[at_kink] - left[at_kink])
@@ -360,6 +425,12 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
             failed[positions[~confirmed]] = True
         # kinks and re-estimated entries change the summary of the first pass
         summary = error_summary(analytic, value, bar, rtol_p, atol_p, kink)
+    unresolved = None
+    if confirm_unresolved:
+        floor = max(atol_p, config.DEFAULT_ATOL_FRACTION[_precision(grad.dtype)] *
+                    float(gradient_scale))
+        unresolved = _wide(analytic, value, bar, rtol_p, floor, config.UNRESOLVED_FACTOR) \
+            & ~failed & ~kink
     # abs/rel error and ratio per entry are not kept: the report recomputes them
     # from analytic, numeric and error bar when asked (see ParamReport).
     return ParamReport(
@@ -368,4 +439,4 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
         analytic_flat=analytic, numeric_flat=value, error_bar_flat=bar,
         abs_error_flat=None, rel_error_flat=None, ratio_flat=None,
         failed_mask=failed, kink_mask=kink, rtol=rtol_p, atol=atol_p, full=full,
-        refined=refined, summary=summary)
+        refined=refined, summary=summary, unresolved_mask=unresolved)
