@@ -164,3 +164,30 @@ def test_summary_of_a_large_report_stays_small():
     assert len(json.dumps(data)) < 60 * config.REPORT_MAX_INDICES
     text = str(report)
     assert len(text.splitlines()) < 20 and len(text) < 4000
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_numpy_passes_chunk_by_chunk_give_the_whole_arrays_summary(seed, monkeypatch):
+    """Before the fused kernel is compiled (a first run), large checks take the NumPy
+    passes; they run config.VERDICT_CHUNK entries at a time and must give what the
+    whole per-entry arrays give (NaN, ties, kinks included)."""
+    from gradprobe import config, verdict
+
+    rng = np.random.default_rng(seed)
+    size = 101
+    a = rng.normal(size=size)
+    n = a * (1 + rng.choice([0.0, 1e-9, 1e-2], size=size))
+    n[rng.integers(0, size, 3)] = a[rng.integers(0, size, 3)] + 5.0  # ties of large errors
+    if seed % 2:
+        a[rng.integers(0, size)] = np.nan
+    bar = np.abs(rng.normal(size=size)) * 1e-8
+    kink = rng.random(size) < 0.1
+    whole = verdict._error_metrics(a, n, bar, 1e-5, 1e-9)
+    expected = verdict._summary_of(whole[0], whole[1], whole[3], kink)
+    expected_plain = verdict._summary_of(whole[0], whole[1], whole[3], np.zeros(size, bool))
+    monkeypatch.setattr(config, "VERDICT_CHUNK", 7)
+    failed, summary = verdict._passes(a, n, bar, 1e-5, 1e-9, None, want_failed=True)
+    np.testing.assert_array_equal(failed, whole[3] > 1.0)
+    np.testing.assert_equal(summary, expected_plain)
+    np.testing.assert_equal(verdict._passes(a, n, bar, 1e-5, 1e-9, kink, want_failed=False)[1],
+                            expected)

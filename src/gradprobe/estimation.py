@@ -171,6 +171,15 @@ def estimate_entries(problem: Problem, engine: Engine, stencil: Stencil, param: 
                     step=out["step"], truncation=out["truncation"])
 
 
+def _at_rounding_level(problem: Problem) -> bool:
+    """The measured noise of ``f`` is rounding (below ``config.NOISY_MIN_ULPS``
+    units of the evaluation dtype's rounding of ``|f|``), not a noisy ``f``; or
+    none could be measured (its level is then the rounding floor)."""
+    eps_eval = float(np.finfo(problem.eval_dtype).eps)
+    return bool(not problem.noise.measured or
+                problem.noise.level <= config.NOISY_MIN_ULPS * eps_eval * abs(problem.f0))
+
+
 def _calibrated(stencil: Stencil, eps: float | None) -> bool:
     """Automatic central steps: shrunk inside f's domain, their truncation bar calibrated."""
     return eps is None and stencil.method == "central"
@@ -383,4 +392,5 @@ def check_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int
     confirm = eps is None and stencil.method == "central"
     return compare_param(problem.names[param], array.shape, array.dtype, entries, grad,
                          est, rtol=rtol, atol=atol, refine=refine, kink_probe=kink_probe,
-                         confirm_unresolved=confirm, gradient_scale=gradient_scale)
+                         confirm_unresolved=confirm, gradient_scale=gradient_scale,
+                         rounding_level=_at_rounding_level(problem))

@@ -173,15 +173,15 @@ def first_pass(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: floa
                atol: float) -> tuple[np.ndarray, tuple[float, float, int | None]]:
     """The failing entries (``ratio > 1`` of :func:`entry_metrics`) and the
     :func:`error_summary` of a check without kinks; for large checks one fused
-    pass without per-entry float arrays."""
+    pass without per-entry float arrays (NumPy, chunk by chunk, until the
+    kernel is ready)."""
     if _kernel(np.size(a)):
         from .verdict_kernel import first_pass as kernel_pass
 
         return kernel_pass(a, n, bar, rtol, atol, config.VERDICT_CHUNK)
-    abs_error, rel_error, _, ratio = entry_metrics(a, n, bar, rtol, atol)
     with _numpy_time(np.size(a)):
-        return ratio > 1.0, _summary_of(abs_error, rel_error, ratio,
-                                        np.zeros(ratio.shape, bool))
+        failed, summary = _passes(a, n, bar, rtol, atol, None, want_failed=True)
+    return failed, summary
 
 
 def _summary_of(abs_error: np.ndarray, rel_error: np.ndarray, ratio: np.ndarray,
@@ -194,6 +194,42 @@ def _summary_of(abs_error: np.ndarray, rel_error: np.ndarray, ratio: np.ndarray,
             float(rel_error[smooth].max(initial=0.0)), worst)
 
 
+def _passes(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float, atol: float,
+            kink: np.ndarray | None, *, want_failed: bool
+            ) -> tuple[np.ndarray | None, tuple[float, float, int | None]]:
+    """:func:`_summary_of` (and ``ratio > 1``) of :func:`entry_metrics`, computed
+    ``config.VERDICT_CHUNK`` entries at a time: the same numbers, without
+    full-size temporaries. NaN propagates into the maxima; the worst position is
+    the first NaN ratio, else the first largest, as ``np.argmax`` over all."""
+    a = np.asarray(a, dtype=np.float64)
+    size = a.size
+    bar = np.broadcast_to(np.asarray(bar, dtype=np.float64), (size,))
+    failed = np.empty(size, dtype=bool) if want_failed else None
+    max_abs = max_rel = 0.0
+    best, best_pos, nan_pos = -np.inf, None, None
+    for start in range(0, max(size, 1), config.VERDICT_CHUNK):
+        sl = slice(start, min(size, start + config.VERDICT_CHUNK))
+        if sl.stop <= sl.start:
+            break
+        abs_error, rel_error, _, ratio = _error_metrics(a[sl], n[sl], bar[sl], rtol, atol)
+        if failed is not None:
+            failed[sl] = ratio > 1.0
+        smooth = np.ones(ratio.shape, bool) if kink is None else ~np.asarray(kink[sl], bool)
+        max_abs = float(np.max([max_abs, abs_error[smooth].max(initial=0.0)]))
+        max_rel = float(np.max([max_rel, rel_error[smooth].max(initial=0.0)]))
+        masked = np.where(smooth, ratio, -1.0)
+        at = int(np.argmax(masked))
+        if nan_pos is None and np.isnan(masked[at]):
+            nan_pos = start + at
+        elif masked[at] > best:
+            best, best_pos = float(masked[at]), start + at
+    if nan_pos is not None:
+        worst = nan_pos
+    else:
+        worst = None if best_pos is None or best < 0 else best_pos
+    return failed, (max_abs, max_rel, worst)
+
+
 def error_summary(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
                   atol: float, kink: np.ndarray) -> tuple[float, float, int | None]:
     """``(max_abs_error, max_rel_error, worst position)`` over the entries that are
@@ -204,9 +240,8 @@ def error_summary(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: f
         from .verdict_kernel import error_summary as kernel_summary
 
         return kernel_summary(a, n, bar, rtol, atol, kink, config.VERDICT_CHUNK)
-    abs_error, rel_error, _, ratio = entry_metrics(a, n, bar, rtol, atol)
     with _numpy_time(np.size(a)):
-        return _summary_of(abs_error, rel_error, ratio, kink)
+        return _passes(a, n, bar, rtol, atol, kink, want_failed=False)[1]
 
 
 def _error_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
@@ -253,13 +288,17 @@ def tolerance(analytic: np.ndarray, numeric: np.ndarray, rtol: float,
 
 
 def _wide(analytic: np.ndarray, value: np.ndarray, bar: np.ndarray, rtol: float,
-          atol: float, factor: float) -> np.ndarray:
+          atol: float, factor: float, floor: np.ndarray | None = None) -> np.ndarray:
     """Entries whose error bar exceeds ``factor`` times their tolerance (or is NaN),
-    computed ``config.VERDICT_CHUNK`` entries at a time."""
+    the tolerance raised to ``floor`` per entry where given; computed
+    ``config.VERDICT_CHUNK`` entries at a time."""
     out = np.empty(analytic.size, dtype=bool)
     for start in range(0, analytic.size, config.VERDICT_CHUNK):
         sl = slice(start, start + config.VERDICT_CHUNK)
-        allowed = factor * tolerance(analytic[sl], value[sl], rtol, atol)
+        allowed = tolerance(analytic[sl], value[sl], rtol, atol)
+        if floor is not None:
+            allowed = np.maximum(allowed, np.nan_to_num(floor[sl], nan=0.0))
+        allowed = factor * allowed
         with np.errstate(invalid="ignore"):
             out[sl] = ~(bar[sl] <= allowed) & np.isfinite(analytic[sl])
     return out
@@ -306,7 +345,7 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
                   refine: Callable[[np.ndarray], Estimate] | None = None,
                   kink_probe: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
                   copy_grad: bool = True, confirm_unresolved: bool = False,
-                  gradient_scale: float = 0.0) -> ParamReport:
+                  gradient_scale: float = 0.0, rounding_level: bool = False) -> ParamReport:
     """Judge one parameter and wrap the result in a :class:`ParamReport`.
 
     Parameters
@@ -352,6 +391,13 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
         ``DEFAULT_ATOL_FRACTION`` times it: a parameter whose gradient is zero
         (one ``f`` does not use, or that cancels) has no scale of its own, and
         its estimates, at the rounding floor, are as resolved as they can be.
+    rounding_level : bool
+        The measured noise of ``f`` is at the rounding level of its evaluation
+        dtype (not a noisy ``f``): an entry whose bar is then made of rounding
+        (``estimate.error_bar - estimate.truncation``) is as resolved as any
+        step allows, and is not reported unresolved for it. A noisy ``f`` (noise
+        far above rounding) leaves such entries unresolved: the check could not
+        have seen an error of that size.
     """
     flat = grad.reshape(-1)
     full = entries is None or (
@@ -374,10 +420,13 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
         wide = _wide(analytic, value, bar, rtol_p, atol_p, config.CONFIRM_WIDE_FACTOR)
         suspects = np.flatnonzero(failed | wide)
     refined = 0
+    truncation = None
     if suspects.size:
         left, right = _sides_at(estimate, suspects)
         steps = None if estimate.step is None else \
             np.asarray(estimate.step, dtype=np.float64)[suspects].copy()
+        truncation = None if estimate.truncation is None else \
+            np.asarray(estimate.truncation, dtype=np.float64)[suspects].copy()
         _, _, allowance, ratio = entry_metrics(analytic[suspects], value[suspects],
                                                bar[suspects], rtol_p, atol_p)
         if left is not None and right is not None:
@@ -397,6 +446,8 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
             left = _replace(left, order, better.left, suspects.size)
             right = _replace(right, order, better.right, suspects.size)
             steps = _replace(steps, order, better.step, suspects.size)
+            if truncation is not None:  # NaN where the better estimate does not say
+                truncation[order] = np.nan if better.truncation is None else better.truncation
             _, _, allow_r, ratio_r = entry_metrics(analytic[positions], value[positions],
                                                    bar[positions], rtol_p, atol_p)
             fail_r = ratio_r > 1.0
@@ -429,8 +480,15 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
     if confirm_unresolved:
         floor = max(atol_p, config.DEFAULT_ATOL_FRACTION[_precision(grad.dtype)] *
                     float(gradient_scale))
-        unresolved = _wide(analytic, value, bar, rtol_p, floor, config.UNRESOLVED_FACTOR) \
-            & ~failed & ~kink
+        rounding = None
+        if rounding_level and estimate.truncation is not None:
+            trunc = np.asarray(estimate.truncation, dtype=np.float64)
+            if suspects.size and truncation is not None:
+                trunc = trunc.copy()
+                trunc[suspects] = truncation
+            rounding = bar - trunc  # NaN (unknown) counts as no rounding floor
+        unresolved = _wide(analytic, value, bar, rtol_p, floor, config.UNRESOLVED_FACTOR,
+                           rounding) & ~failed & ~kink
     # abs/rel error and ratio per entry are not kept: the report recomputes them
     # from analytic, numeric and error bar when asked (see ParamReport).
     return ParamReport(
