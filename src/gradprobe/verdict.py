@@ -415,9 +415,13 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
     failed, summary = first_pass(analytic, value, bar, rtol_p, atol_p)
     kink = np.zeros_like(failed)
     suspects = np.flatnonzero(failed)
+    # the tolerance an entry must resolve is at least a fraction of the check's
+    # largest gradient entry (a parameter whose gradient is 0 has no scale of its own)
+    floor = max(atol_p, config.DEFAULT_ATOL_FRACTION[_precision(grad.dtype)] *
+                float(gradient_scale))
     if confirm_unresolved:
         # a pass must not rest on a bar wider than the error it has to detect
-        wide = _wide(analytic, value, bar, rtol_p, atol_p, config.CONFIRM_WIDE_FACTOR)
+        wide = _wide(analytic, value, bar, rtol_p, floor, config.CONFIRM_WIDE_FACTOR)
         suspects = np.flatnonzero(failed | wide)
     refined = 0
     truncation = None
@@ -478,8 +482,6 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
         summary = error_summary(analytic, value, bar, rtol_p, atol_p, kink)
     unresolved = None
     if confirm_unresolved:
-        floor = max(atol_p, config.DEFAULT_ATOL_FRACTION[_precision(grad.dtype)] *
-                    float(gradient_scale))
         rounding = None
         if rounding_level and estimate.truncation is not None:
             trunc = np.asarray(estimate.truncation, dtype=np.float64)
