@@ -36,6 +36,7 @@ nb_execution_timeout = 300
 nb_execution_show_tb = True
 nb_merge_streams = True                # stdout and stderr of a cell in one block, in order
 nb_output_stderr = "show"
+nb_render_markdown_format = "myst"   # Markdown outputs (the generated tables) as MyST: tables render
 # every page runs from the repository root, so paths in examples read as in a shell there
 nb_execution_in_temp = False
 nb_kernel_rgx_aliases = {".*": "python3"}
