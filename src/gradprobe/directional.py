@@ -472,6 +472,7 @@ def directional_check(problem: "Problem", engine: "Engine", stencil: Stencil,
     reports = {}
     per_entry = config.EVALS_PER_ENTRY[stencil.method]
     resolution: dict[str, dict[str, float]] = {}
+    scale = gradient_scale(grads)
     for p, (name, array) in enumerate(zip(problem.names, problem.paramset.arrays)):
         sample = select_entries(array.size, samples, seed, p) if samples else \
             np.empty(0, dtype=np.int64)
@@ -492,7 +493,7 @@ def directional_check(problem: "Problem", engine: "Engine", stencil: Stencil,
         else:
             entries = np.union1d(found.candidates[p], sample).astype(np.int64)
         report = check_entries(problem, engine, stencil, p, entries, grads[p], eps=eps,
-                               rtol=rtol, atol=atol, gradient_scale=gradient_scale(grads))
+                               rtol=rtol, atol=atol, gradient_scale=scale)
         report.resolution = res
         reports[name] = report
         if res is not None:

@@ -207,10 +207,8 @@ def _passes(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float, 
     failed = np.empty(size, dtype=bool) if want_failed else None
     max_abs = max_rel = 0.0
     best, best_pos, nan_pos = -np.inf, None, None
-    for start in range(0, max(size, 1), config.VERDICT_CHUNK):
+    for start in range(0, size, config.VERDICT_CHUNK):
         sl = slice(start, min(size, start + config.VERDICT_CHUNK))
-        if sl.stop <= sl.start:
-            break
         abs_error, rel_error, _, ratio = _error_metrics(a[sl], n[sl], bar[sl], rtol, atol)
         if failed is not None:
             failed[sl] = ratio > 1.0

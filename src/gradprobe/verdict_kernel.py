@@ -216,9 +216,21 @@ NUMPY_SECONDS = [0.0]
 _KERNELS = ((_metrics, _SIGNATURE), (_verdict_pass, _PASS_SIGNATURE))
 
 
+#: Kernels found missing from the disk cache in this process: not probed again (the
+#: probe reads the cache index); they become ready only by paying for their compile.
+_NOT_CACHED: set[int] = set()
+
+
 def _loaded(dispatcher, signature: str) -> bool:
     args = sigutils.normalize_signature(signature)[0]
-    return args in dispatcher.overloads or load_cached(dispatcher, signature)
+    if args in dispatcher.overloads:
+        return True
+    if id(dispatcher) in _NOT_CACHED:
+        return False
+    if load_cached(dispatcher, signature):
+        return True
+    _NOT_CACHED.add(id(dispatcher))
+    return False
 
 
 def ready() -> bool:
