@@ -222,8 +222,8 @@ def test_w2_scaling_interleaved(benchmark, mlp, bench_table):
     each one's best of five, compares them under the same conditions.
     """
     from gradprobe.engines.numba import NumbaEngine
-    from gradprobe.params import ParamSet
-    from gradprobe.problem import prepare
+    from gradprobe.problem.params import ParamSet
+    from gradprobe.problem.point import prepare
 
     problem = prepare(mlp_loss, ParamSet.from_user(mlp.params, mlp_loss), mlp.args,
                       upcast=True, complex_step=False, seed=0)

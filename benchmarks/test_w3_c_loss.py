@@ -144,8 +144,8 @@ class CMLP(MLP):
         ``workers=1``, and :func:`_njit_losses`. The two alternate, ``rounds``
         times, and each keeps its best, so a change of load hits both.
         """
-        from gradprobe.params import ParamSet
-        from gradprobe.problem import prepare
+        from gradprobe.problem.params import ParamSet
+        from gradprobe.problem.point import prepare
 
         f = c_engine.as_loss(self.lib.mlp_loss, (self.ctx,))
         problem = prepare(f, ParamSet.from_user(self.params, f), (self.ctx,), upcast=True,
@@ -307,8 +307,8 @@ def test_w3_scaling_interleaved(benchmark, cmlp, bench_table):
     and the C kernel with the Numba engine, under the same conditions.
     """
     from gradprobe.engines.numba import NumbaEngine
-    from gradprobe.params import ParamSet
-    from gradprobe.problem import prepare
+    from gradprobe.problem.params import ParamSet
+    from gradprobe.problem.point import prepare
 
     f = c_engine.as_loss(cmlp.lib.mlp_loss, (cmlp.ctx,))
     problems = {

@@ -205,8 +205,8 @@ def test_w6_machine_ideal(benchmark, simulator):
 
 def test_w6_overhead_per_task(benchmark, simulator, client, monkeypatch):
     """Many tasks of a ~1 us loss: the time is the tasks' own cost."""
-    from gradprobe.params import ParamSet
-    from gradprobe.problem import prepare
+    from gradprobe.problem.params import ParamSet
+    from gradprobe.problem.point import prepare
 
     tasks_per_call = 64
     monkeypatch.setattr(config, "DASK_MIN_TASK_SECONDS", 0.0)

@@ -96,14 +96,14 @@ def relu_grad(x, at_zero=0.0):
 
 
 # -- the verdict of one parameter, with every per-entry array (the reference of
-#    gradprobe.verdict.compare_param, which keeps only the masks) ----------------
+#    gradprobe.verdict.compare.compare_param, which keeps only the masks) ----------------
 
 def naive_compare(analytic, estimate, rtol, atol, refine=None, kink_probe=None,
                   confirm_limit=1024, kink_jump_kept=0.5):
     """Judge everything, re-judge everything after each step: returns
     ``(failed, kink, numeric, error_bar, abs_error, rel_error, ratio)``."""
-    from gradprobe.stencils import Estimate
-    from gradprobe.verdict import _at_kink, judge
+    from gradprobe.differences.stencils import Estimate
+    from gradprobe.verdict.compare import _at_kink, judge
 
     def merge(base, positions, better):
         def put(target, source):

@@ -9,7 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from gradprobe import bench, cli
+from gradprobe.integrations import bench
+
+from gradprobe.integrations import cli
 
 
 def test_bench_small_prints_the_table(capsys):

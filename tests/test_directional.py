@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe.directional import DirectionalProbe, directional_check, displace
+from gradprobe.differences.directional import DirectionalProbe, directional_check, displace
 from gradprobe.engines.python import PythonEngine
-from gradprobe.params import ParamSet
-from gradprobe.problem import prepare
-from gradprobe.stencils import Stencil
+from gradprobe.problem.params import ParamSet
+from gradprobe.problem.point import prepare
+from gradprobe.differences.stencils import Stencil
 from naive import bilinear, bilinear_grad, mlp_grad, mlp_loss, mlp_point, quartic, quartic_grad
 
 

@@ -27,8 +27,8 @@ import pytest
 import gradprobe as gp
 from gradprobe.engines import cffi as c_engine
 from gradprobe.engines.python import PythonEngine
-from gradprobe.params import ParamSet
-from gradprobe.problem import prepare
+from gradprobe.problem.params import ParamSet
+from gradprobe.problem.point import prepare
 
 from c_harness import CC, HAVE_CC, ROOT, SANITIZE_THREADS, needs_cc, run_sanitized
 from conftest import assert_unchanged, snapshot

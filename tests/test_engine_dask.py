@@ -26,9 +26,9 @@ import gradprobe as gp  # noqa: E402
 from gradprobe import config  # noqa: E402
 from gradprobe.engines import select_engine  # noqa: E402
 from gradprobe.engines.dask import DaskEngine, task_bounds  # noqa: E402
-from gradprobe.params import ParamSet  # noqa: E402
-from gradprobe.problem import prepare  # noqa: E402
-from gradprobe.progress import ProgressEngine  # noqa: E402
+from gradprobe.problem.params import ParamSet  # noqa: E402
+from gradprobe.problem.point import prepare  # noqa: E402
+from gradprobe.report.progress import ProgressEngine  # noqa: E402
 
 from conftest import assert_unchanged, snapshot  # noqa: E402
 

@@ -15,8 +15,8 @@ from gradprobe import config
 from gradprobe.engines import numba_kernel, select_engine
 from gradprobe.engines.numba import NumbaEngine
 from gradprobe.engines.python import PythonEngine
-from gradprobe.params import ParamSet
-from gradprobe.problem import prepare
+from gradprobe.problem.params import ParamSet
+from gradprobe.problem.point import prepare
 
 from conftest import assert_unchanged, snapshot
 

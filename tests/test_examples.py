@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe import cli
+from gradprobe.integrations import cli
 from gradprobe.examples import linear_neuron, linear_regression, two_layer_net
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gradprobe.examples import batchnorm_layer, conv_vjp, softmax_layer
-from gradprobe.layer_check import check_layer
+from gradprobe.checks.layer import check_layer
 
 DTYPES = [np.float64, np.float32]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradprobe.noise import estimate_noise, noise_from_table
+from gradprobe.problem.noise import estimate_noise, noise_from_table
 
 
 @pytest.mark.parametrize("sigma", [1e-14, 1e-10, 1e-6])

@@ -14,7 +14,7 @@ import pytest
 import gradprobe as gp
 from gradprobe import nn
 from gradprobe.options import CheckOptions
-from gradprobe.pytest_plugin import GradCheck
+from gradprobe.integrations.pytest_plugin import GradCheck
 
 W = np.linspace(-1.0, 1.0, 6).reshape(2, 3)
 G = 3 * W ** 2

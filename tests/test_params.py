@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe.params import bind_call
+from gradprobe.problem.params import bind_call
 
 RNG = np.random.default_rng(14)
 X = RNG.normal(size=(6, 3))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe import plotting
+from gradprobe.report import plotting
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
@@ -65,7 +65,7 @@ def test_kinks_are_circled():
 
 
 def test_demo_writes_pictures(tmp_path, capsys):
-    from gradprobe import cli
+    from gradprobe.integrations import cli
 
     assert cli.main(["demo", "--plot", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -75,7 +75,7 @@ def test_demo_writes_pictures(tmp_path, capsys):
 
 
 def test_clear_error_without_matplotlib(monkeypatch, tmp_path, capsys):
-    from gradprobe import cli
+    from gradprobe.integrations import cli
 
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     W = np.ones((2, 2))

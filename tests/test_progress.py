@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe import config, progress
+from gradprobe import config
+from gradprobe.report import progress
 from gradprobe.engines.numba import NumbaEngine
 from gradprobe.engines.python import PythonEngine
 
@@ -71,8 +72,8 @@ def test_entries_are_handed_over_in_chunks(monkeypatch):
     engine = CountingEngine()
     bar = progress.make_bar(None, "test")
     wrapped = progress.ProgressEngine(engine, bar, chunk=300)
-    from gradprobe.params import ParamSet
-    from gradprobe.problem import prepare
+    from gradprobe.problem.params import ParamSet
+    from gradprobe.problem.point import prepare
     w = np.linspace(-1.0, 1.0, 1000)
     problem = prepare(smooth, ParamSet.from_user(w, smooth), (), upcast=True,
                       complex_step=False, seed=0)

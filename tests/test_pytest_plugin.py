@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from gradprobe.pytest_plugin import GradCheck
+from gradprobe.integrations.pytest_plugin import GradCheck
 
 pytest_plugins = ["pytester"]
 
@@ -116,7 +116,7 @@ def test_gradcheck_object_leaves_arrays_alone(unchanged):
 
 
 def test_plugin_imports_without_numba():
-    code = ("import sys, gradprobe.pytest_plugin; "
+    code = ("import sys, gradprobe.integrations.pytest_plugin; "
             "print('numba' in sys.modules, 'matplotlib' in sys.modules, 'tqdm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gradprobe import config
-from gradprobe.stencils import Stencil, step_size
+from gradprobe.differences.stencils import Stencil, step_size
 
 # one-variable functions with their exact derivatives
 FUNCTIONS = {

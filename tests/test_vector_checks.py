@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe.noise import noise_from_table
-from gradprobe.vector_checks import (check_hvp, check_jacobian, check_jvp, check_vjp,
+from gradprobe.problem.noise import noise_from_table
+from gradprobe.checks.vector import (check_hvp, check_jacobian, check_jvp, check_vjp,
                                      merge_runs)
-from gradprobe.vector_differences import noise_by_output
+from gradprobe.differences.vector import noise_by_output
 from naive_vector import (CASES, directional_central, exact_jacobian, hvp_exact, hvp_f,
                           hvp_grad, jacobian_central)
 

@@ -4,13 +4,13 @@
 >>> gp.check(lambda w: np.sum(w ** 2), np.array([1.0, 2.0]), np.array([2.0, 4.0])).passed
 True
 """
-from .api import assert_gradients, check, check_model, numerical_gradient
+from .checks.scalar import assert_gradients, check, check_model, numerical_gradient
 from .errors import GradientCheckError
-from .monitor import GradientMonitor, GradientWarning, MonitorRecord
-from .info import __version__, info
-from .layer_check import check_layer
-from .report import CheckReport, ParamReport
-from .vector_checks import check_hvp, check_jacobian, check_jvp, check_vjp
+from .integrations.monitor import GradientMonitor, GradientWarning, MonitorRecord
+from .integrations.info import __version__, info
+from .checks.layer import check_layer
+from .report.reports import CheckReport, ParamReport
+from .checks.vector import check_hvp, check_jacobian, check_jvp, check_vjp
 
 __all__ = [
     "CheckReport",

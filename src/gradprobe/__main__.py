@@ -1,6 +1,6 @@
-"""``python -m gradprobe``: see :mod:`gradprobe.cli`."""
+"""``python -m gradprobe``: see :mod:`gradprobe.integrations.cli`."""
 import sys
 
-from .cli import main
+from .integrations.cli import main
 
 sys.exit(main())

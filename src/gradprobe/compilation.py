@@ -200,7 +200,7 @@ def _engine_kernels() -> list[tuple[str, Callable[[], Any]]]:
 
 def _verdict_kernel() -> list[tuple[str, Callable[[], Any]]]:
     def load() -> None:
-        from . import verdict_kernel  # noqa: F401 - compiled (or loaded) at import
+        from .verdict import kernel  # noqa: F401 - compiled (or loaded) at import
 
     return [("verdict metrics", load)]
 

@@ -211,7 +211,7 @@ DIRECTIONAL_STEP_REDUCTIONS = 3
 DIRECTIONAL_NOISE_SAFETY = 2.0
 
 #: From this many checked entries of one parameter on, the per-entry error
-#: metrics run in one fused parallel Numba kernel (gradprobe.verdict_kernel)
+#: metrics run in one fused parallel Numba kernel (gradprobe.verdict.kernel)
 #: instead of separate NumPy passes; below it Numba is not even imported.
 VERDICT_KERNEL_MIN_ENTRIES = 200_000
 #: Peak memory of a full structured check (``gradprobe.nn.check_model``) of
@@ -224,7 +224,7 @@ VERDICT_KERNEL_MIN_ENTRIES = 200_000
 #: resident-set growth in benchmarks/test_w1_dense.py.
 FULL_CHECK_PEAK_FACTOR = 4.0
 #: Entries handed to a black-box engine per call when a parameter's entries
-#: are estimated (gradprobe.estimation.estimate_entries): the perturbed
+#: are estimated (gradprobe.differences.estimation.estimate_entries): the perturbed
 #: points, their losses and the stencil's temporaries exist for one chunk at
 #: a time; the estimates go into arrays allocated once.
 ESTIMATE_CHUNK = 1 << 16

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .report import CheckReport
+    from .report.reports import CheckReport
 
 
 class GradientCheckError(AssertionError):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..problem import Problem
+    from ..problem.point import Problem
 
 
 class Engine(Protocol):
@@ -21,7 +21,7 @@ class Engine(Protocol):
     losses, shape ``(len(directions), len(steps))``, with *every* parameter
     displaced at once: ``directions[i][p]`` is ``None`` (parameter ``p`` keeps
     its value) or a flat float64 array of its size, and the point of
-    ``(i, j)`` is ``gradprobe.directional.displace(working[p], directions[i][p],
+    ``(i, j)`` is ``gradprobe.differences.directional.displace(working[p], directions[i][p],
     steps[j])`` for every ``p`` (``steps`` are complex for the complex step).
     It must add ``len(directions) * len(steps)`` to ``problem.evaluations``.
     Directional checks fall back to

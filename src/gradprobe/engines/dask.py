@@ -42,7 +42,7 @@ import numpy as np
 from .. import config
 
 if TYPE_CHECKING:
-    from ..problem import Problem
+    from ..problem.point import Problem
 
 #: How to install what this engine needs.
 INSTALL_HINT = "pip install 'gradprobe[dask]'"
@@ -188,8 +188,8 @@ class SharedProblem:
     Examples
     --------
     >>> import numpy as np, pickle
-    >>> from gradprobe.params import ParamSet
-    >>> from gradprobe.problem import prepare
+    >>> from gradprobe.problem.params import ParamSet
+    >>> from gradprobe.problem.point import prepare
     >>> f = np.linalg.norm
     >>> shared = SharedProblem(prepare(f, ParamSet.from_user(np.ones(3), f), (),
     ...                                upcast=True, complex_step=False, seed=0))
@@ -246,7 +246,7 @@ def directions_task(shared: SharedProblem, directions: list, steps: np.ndarray,
 
 def portable(problem: "Problem") -> "Problem":
     """The problem without the user's arrays (workers need only the working copies)."""
-    from ..params import ParamSet
+    from ..problem.params import ParamSet
 
     paramset = problem.paramset
     stub = ParamSet(paramset.kind, list(paramset.names), list(problem.working),

@@ -2,7 +2,7 @@
 
 ``f`` keeps its natural signature: the kernel calls it with the parameters
 and ``args`` exactly as the Python engine does, by the one binding rule of
-:func:`gradprobe.params.bind_call` (dict parameters go to ``f``'s
+:func:`gradprobe.problem.params.bind_call` (dict parameters go to ``f``'s
 arguments of those names, positionally, since compiled code has no
 ``**kwargs``). Entries are split into chunks; each chunk copies the
 parameters once, then perturbs one entry at a time, calls ``f`` and restores
@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from .. import config
-from ..params import loss_value
+from ..problem.params import loss_value
 from .base import batch_rows
 
 if TYPE_CHECKING:
-    from ..problem import Problem
+    from ..problem.point import Problem
 
 #: Serialises kernel launches under Numba's ``workqueue`` threading layer,
 #: which aborts the process when two parallel regions run at once.
@@ -195,7 +195,7 @@ def _threading_layer() -> str:
 def call_layout(problem: "Problem") -> list[tuple[str, int]]:
     """``f``'s positional arguments in call order: ``("param", i)`` or ``("arg", j)``.
 
-    The binding every engine uses (:func:`gradprobe.params.bind_call`): dict
+    The binding every engine uses (:func:`gradprobe.problem.params.bind_call`): dict
     parameters by ``f``'s argument names, ``args`` in the remaining positional
     arguments in order.
 
@@ -308,8 +308,8 @@ def _make_plan(problem: "Problem") -> _Plan:
 def compile_kernel(f: Any, params: Any, args: tuple = ()) -> None:
     """Compile (or load from Numba's cache) the kernel for ``f`` at ``params``
     whatever the size of the check (``python -m gradprobe warmup``)."""
-    from ..params import ParamSet
-    from ..problem import prepare
+    from ..problem.params import ParamSet
+    from ..problem.point import prepare
 
     problem = prepare(f, ParamSet.from_user(params, f), args, upcast=True,
                       complex_step=False, seed=0)
@@ -414,7 +414,7 @@ def _entry_of_size_one(f: Any) -> Any:
 
     Compiled per ``f`` (a closure cannot be cached). A result of another size
     raises, and the engine then re-evaluates the point from Python, where
-    :func:`gradprobe.params.loss_value` names it.
+    :func:`gradprobe.problem.params.loss_value` names it.
     """
     import numba
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..params import loss_value
+from ..problem.params import loss_value
 
 if TYPE_CHECKING:
-    from ..problem import Problem
+    from ..problem.point import Problem
 
 
 class PythonEngine:
@@ -93,15 +93,15 @@ def evaluate_directions(problem: "Problem", directions: list, steps: np.ndarray,
     Examples
     --------
     >>> import numpy as np
-    >>> from gradprobe.params import ParamSet
-    >>> from gradprobe.problem import prepare
+    >>> from gradprobe.problem.params import ParamSet
+    >>> from gradprobe.problem.point import prepare
     >>> f = lambda w: float(np.sum(w ** 2))
     >>> problem = prepare(f, ParamSet.from_user(np.ones(2), f), (), upcast=True,
     ...                   complex_step=False, seed=0)
     >>> evaluate_directions(problem, [[np.array([1.0, -1.0])]], np.array([0.5, -0.5]))
     array([[2.5, 2.5]])
     """
-    from ..directional import displace
+    from ..differences.directional import displace
 
     dtype = np.complex128 if problem.complex_step else np.float64
     out = np.empty((len(directions), len(steps)), dtype=dtype)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 import gradprobe as gp
-from gradprobe.layer_check import check_layer
+from gradprobe.checks.layer import check_layer
 
 #: Batch of 8 examples with 4 features, scaled and shifted so that the
 #: normalisation has something to do.

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 import gradprobe as gp
-from gradprobe.vector_checks import check_jvp, check_vjp
+from gradprobe.checks.vector import check_jvp, check_vjp
 
 
 def conv2d(x: np.ndarray, k: np.ndarray) -> np.ndarray:

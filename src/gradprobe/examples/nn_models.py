@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from gradprobe.nn import MSE, Dense, Sequential, Sigmoid, check_model
-from gradprobe.report import CheckReport
+from gradprobe.report.reports import CheckReport
 
 
 def linear_neuron() -> tuple[Sequential, np.ndarray, np.ndarray]:

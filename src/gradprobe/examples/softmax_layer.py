@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 import gradprobe as gp
-from gradprobe.layer_check import check_layer
-from gradprobe.vector_checks import check_jacobian
+from gradprobe.checks.layer import check_layer
+from gradprobe.checks.vector import check_jacobian
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

@@ -19,12 +19,12 @@ import numba
 import numpy as np
 
 from .. import config
-from ..diagnosis import diagnose_all
-from ..estimation import select_entries
+from ..verdict.diagnosis import diagnose_all
+from ..differences.estimation import select_entries
 from ..options import CheckOptions, choice, positive_float, positive_int, seed_value
-from ..report import CheckReport, ParamReport
-from ..stencils import Stencil
-from ..verdict import compare_param
+from ..report.reports import CheckReport, ParamReport
+from ..differences.stencils import Stencil
+from ..verdict.compare import compare_param
 from .estimates import kink_prober, layer_estimates, private_params, refiner
 from .inputs import validate_grads, validate_params
 from .backends import BACKENDS, NUMBA, kernel_set
@@ -99,7 +99,7 @@ def numerical_gradient_model(model: Sequential, X: Any, T: Any, *, method: str =
     method : {"central", "forward", "richardson"}
         Difference formula.
     eps : float, optional
-        Absolute step; by default ``gradprobe.stencils.step_size`` with the
+        Absolute step; by default ``gradprobe.differences.stencils.step_size`` with the
         evaluation dtype's machine epsilon as the relative noise.
     upcast : bool
         Evaluate a float32 model in float64 (default), so the result reflects
@@ -246,7 +246,7 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
         names = list(params)
         bar = None
         if progress:
-            from ..progress import make_bar
+            from ..report.progress import make_bar
 
             total = sum(min(samples, params[n].size) if mode == "sample" else params[n].size
                         for n in names)

@@ -8,14 +8,14 @@ For every Dense layer the estimates come from one of two paths:
   shrunk for entries whose evaluation crossed a ReLU kink.
 
 It also builds the ``refine`` and ``kink_probe`` callables that
-:func:`gradprobe.verdict.compare_param` uses to re-examine failing entries.
+:func:`gradprobe.verdict.compare.compare_param` uses to re-examine failing entries.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import config
-from ..stencils import OFFSETS, Estimate, Stencil, step_size
+from ..differences.stencils import OFFSETS, Estimate, Stencil, step_size
 from . import constants
 from .downstream import loss_differences
 from .heads import HeadResult, mse_head, softmax_head

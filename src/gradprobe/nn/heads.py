@@ -20,7 +20,7 @@ the loss difference is a sum over examples of an exact per-row expression:
   entries whose automatic step differs (``|w| > 1``) are evaluated entry by
   entry instead.
 
-Error bars follow :class:`gradprobe.stencils.Stencil`'s formulas, with the
+Error bars follow :class:`gradprobe.differences.stencils.Stencil`'s formulas, with the
 rounding of the computed difference in place of the noise of ``f``:
 ``(2 + sqrt(terms)) * sum |products|`` (bounded by Cauchy-Schwarz over the
 examples, so it is a rank-1 table) plus the rounding of the cached base point,

@@ -22,8 +22,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from . import config
-from .report import ParamReport
+from .. import config
+from ..report.reports import ParamReport
 
 
 def _fit(a: np.ndarray, n: np.ndarray) -> float:

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import config
+from .. import config
 
 if TYPE_CHECKING:
-    from .engines.base import Engine
-    from .problem import Problem
+    from ..engines.base import Engine
+    from ..problem.point import Problem
 
 _warned_missing = False
 
@@ -102,8 +102,8 @@ class ProgressEngine:
     --------
     >>> import numpy as np
     >>> from gradprobe.engines.python import PythonEngine
-    >>> from gradprobe.params import ParamSet
-    >>> from gradprobe.problem import prepare
+    >>> from gradprobe.problem.params import ParamSet
+    >>> from gradprobe.problem.point import prepare
     >>> class Bar:
     ...     total, n = 5, 0
     ...     def update(self, k): self.n += k

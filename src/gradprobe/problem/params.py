@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import config
+from .. import config
 
 Structure = Any  # np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]
 

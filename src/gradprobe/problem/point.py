@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import config
+from .. import config
 from .noise import NoiseEstimate, estimate_noise
 from .params import ParamSet, loss_value, upcast_args, working_dtype
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import config
+from .. import config
 
 #: Evaluation points of each method, in multiples of the step ``h``.
 OFFSETS = {
@@ -102,7 +102,7 @@ def central_truncation(h: np.ndarray, d1: np.ndarray, left: np.ndarray, right: n
     confirms the entries whose bar that makes wider than their tolerance).
     Inflection points (``f'' = 0``) of a function that changes on a shorter
     length than its scale escape the model: a measurement on a few entries
-    scales it (:func:`gradprobe.estimation.estimate_entries`), and entries that
+    scales it (:func:`gradprobe.differences.estimation.estimate_entries`), and entries that
     fail, or whose bar is wider than their tolerance, are confirmed at smaller
     steps (:func:`successive_steps`).
 
@@ -145,7 +145,7 @@ class Estimate:
         entry by entry (:func:`successive_steps`); kink probes start from it.
     truncation : ndarray or None
         The modelled truncation part of ``error_bar`` (central differences),
-        which a measurement may scale (:func:`gradprobe.estimation.estimate_entries`).
+        which a measurement may scale (:func:`gradprobe.differences.estimation.estimate_entries`).
     """
 
     value: np.ndarray
@@ -212,7 +212,7 @@ class Stencil:
         f0 : float
             The loss at the unperturbed point.
         noise : float
-            Absolute noise of one evaluation (see :mod:`gradprobe.noise`).
+            Absolute noise of one evaluation (see :mod:`gradprobe.problem.noise`).
         eps : float
             Machine epsilon of the evaluation dtype: the noise of every
             evaluation is taken as at least a few ulp of the losses involved.

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import config
+from .. import config
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import config
+from .. import config
 from .directional import Direction, DirectionalProbe, GroupTest
 
 
@@ -42,7 +42,7 @@ class Localization:
         The first round's directions (the directional verdict itself).
     resolution : list of float or None
         Per parameter, from the first round (see
-        :meth:`~gradprobe.directional.DirectionalProbe.resolution`).
+        :meth:`~gradprobe.differences.directional.DirectionalProbe.resolution`).
     rounds : int
         Rounds of detection run.
     group_tests : int
@@ -161,8 +161,8 @@ def search(probe: DirectionalProbe, directions: int, seed: int) -> Localization:
     --------
     >>> import numpy as np
     >>> from gradprobe.engines.python import PythonEngine
-    >>> from gradprobe.params import ParamSet
-    >>> from gradprobe.problem import prepare
+    >>> from gradprobe.problem.params import ParamSet
+    >>> from gradprobe.problem.point import prepare
     >>> f = lambda w: float(np.sum(np.sin(w)))
     >>> w = np.linspace(-1.0, 1.0, 4096)
     >>> problem = prepare(f, ParamSet.from_user(w, f), (), upcast=True,

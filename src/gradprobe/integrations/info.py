@@ -44,9 +44,9 @@ def info() -> dict[str, Any]:
     except ImportError as exc:  # pragma: no cover - numba is a dependency
         engines["numba"] = f"unavailable: {exc}"
     # GRADPROBE_C_KERNEL=require: a missing kernel raises ImportError here.
-    from .engines.cffi import KERNEL_STATUS
+    from ..engines.cffi import KERNEL_STATUS
     engines["cffi"] = KERNEL_STATUS
-    from .engines.dask import status as dask_status  # without importing dask
+    from ..engines.dask import status as dask_status  # without importing dask
     engines["dask"] = dask_status()
     return {
         "gradprobe": __version__,

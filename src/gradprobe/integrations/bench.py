@@ -142,13 +142,13 @@ def seed_loop_seconds(W: np.ndarray, b: np.ndarray, X: np.ndarray, T: np.ndarray
 def dense_rows(n: int = 512, say: Say = _quiet,
                rounds: int = ROUNDS) -> list[tuple[str, ...]]:
     """W1-style rows: structured full check vs the extrapolated seed-style loop."""
-    from .api import check_model
-    from .nn import MSE, Dense, Sequential
+    from ..checks.scalar import check_model
+    from ..nn import MSE, Dense, Sequential
 
     rng = np.random.default_rng(0)
     model = Sequential([Dense(n, n, seed=0)], loss=MSE())
     X, T = rng.standard_normal((BATCH, n)), rng.standard_normal((BATCH, n))
-    from .nn.backends import default_kernels
+    from ..nn.backends import default_kernels
 
     if default_kernels().name == "numba":  # the C kernels, when built, were compiled at install
         say("compiling gradprobe.nn's Numba kernels on their first call (loaded from Numba's "
@@ -211,7 +211,7 @@ def njit_rows(hidden: int = 64, inputs: int = 32, say: Say = _quiet,
     """W2-style rows: a small njit MLP loss on the Numba and Python engines."""
     import numba
 
-    from .api import check
+    from ..checks.scalar import check
 
     mlp_loss = _mlp_loss()
     rng = np.random.default_rng(0)
@@ -229,7 +229,7 @@ def njit_rows(hidden: int = 64, inputs: int = 32, say: Say = _quiet,
     tiny_grads = tuple(np.zeros_like(p) for p in tiny)
     say("compiling the njit loss and the Numba engine's kernel on their first call "
         "(the kernel is loaded from Numba's disk cache on later runs) ...")
-    from .engines.numba import compile_kernel
+    from ..engines.numba import compile_kernel
 
     tiny_X = np.ascontiguousarray(X[:, :tiny[0].shape[0]])  # C order, as X: the same types
 

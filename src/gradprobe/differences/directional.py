@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from . import config
+from .. import config
 from .stencils import Stencil, step_size
-from .verdict import gradient_scale
+from ..verdict.compare import gradient_scale
 
 if TYPE_CHECKING:
-    from .engines.base import Engine
-    from .problem import Problem
+    from ..engines.base import Engine
+    from ..problem.point import Problem
 
 #: One direction: per parameter ``None`` (not displaced) or a flat float64 array.
 Direction = list
@@ -83,7 +83,7 @@ def evaluate_along(engine: "Engine", problem: "Problem", directions: Sequence[Di
     """Losses along ``directions`` at ``steps``: the engine's own method, or the Python loop."""
     method = getattr(engine, "evaluate_directions", None)
     if method is None:
-        from .engines.python import evaluate_directions
+        from ..engines.python import evaluate_directions
 
         return evaluate_directions(problem, list(directions), steps)
     return method(problem, list(directions), steps)
@@ -164,8 +164,8 @@ class DirectionalProbe:
     --------
     >>> import numpy as np
     >>> from gradprobe.engines.python import PythonEngine
-    >>> from gradprobe.params import ParamSet
-    >>> from gradprobe.problem import prepare
+    >>> from gradprobe.problem.params import ParamSet
+    >>> from gradprobe.problem.point import prepare
     >>> f = lambda w: float(np.sum(np.sin(w)))
     >>> w = np.linspace(-1.0, 1.0, 1000)
     >>> problem = prepare(f, ParamSet.from_user(w, f), (), upcast=True,
@@ -448,8 +448,8 @@ def directional_check(problem: "Problem", engine: "Engine", stencil: Stencil,
     --------
     >>> import numpy as np
     >>> from gradprobe.engines.python import PythonEngine
-    >>> from gradprobe.params import ParamSet
-    >>> from gradprobe.problem import prepare
+    >>> from gradprobe.problem.params import ParamSet
+    >>> from gradprobe.problem.point import prepare
     >>> f = lambda w: float(np.sum(np.sin(w)))
     >>> w = np.linspace(-1.0, 1.0, 4096)
     >>> problem = prepare(f, ParamSet.from_user(w, f), (), upcast=True,

@@ -21,9 +21,9 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from . import config
-from .report import ParamReport
-from .stencils import Estimate
+from .. import config
+from ..report.reports import ParamReport
+from ..differences.stencils import Estimate
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def judge(analytic: np.ndarray, estimate: Estimate, *, rtol: float, atol: float)
 
     Examples
     --------
-    >>> from gradprobe.stencils import Estimate
+    >>> from gradprobe.differences.stencils import Estimate
     >>> est = Estimate(np.array([1.0, 2.0]), np.array([1e-10, 1e-10]))
     >>> judge(np.array([1.0, 2.02]), est, rtol=1e-5, atol=0.0).failed
     array([False,  True])
@@ -138,7 +138,7 @@ def entry_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: f
     for large arrays, NumPy below ``config.VERDICT_KERNEL_MIN_ENTRIES`` (the two
     agree bit for bit)."""
     if _kernel(np.size(a)):
-        from .verdict_kernel import error_metrics
+        from .kernel import error_metrics
 
         return error_metrics(a, n, bar, rtol, atol)
     with _numpy_time(np.size(a)):
@@ -148,10 +148,10 @@ def entry_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: f
 def _kernel(size: int) -> bool:
     """Use the fused kernels: a large check (``config.VERDICT_KERNEL_MIN_ENTRIES``)
     whose kernels load from the cache or have paid for their compile
-    (:func:`gradprobe.verdict_kernel.ready`)."""
+    (:func:`gradprobe.verdict.kernel.ready`)."""
     if size < config.VERDICT_KERNEL_MIN_ENTRIES:
         return False
-    from . import verdict_kernel
+    from . import kernel as verdict_kernel
 
     return verdict_kernel.ready()
 
@@ -164,7 +164,7 @@ def _numpy_time(size: int) -> Iterator[None]:
         yield
     finally:
         if size >= config.VERDICT_KERNEL_MIN_ENTRIES:
-            from . import verdict_kernel
+            from . import kernel as verdict_kernel
 
             verdict_kernel.NUMPY_SECONDS[0] += time.perf_counter() - start
 
@@ -176,7 +176,7 @@ def first_pass(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: floa
     pass without per-entry float arrays (NumPy, chunk by chunk, until the
     kernel is ready)."""
     if _kernel(np.size(a)):
-        from .verdict_kernel import first_pass as kernel_pass
+        from .kernel import first_pass as kernel_pass
 
         return kernel_pass(a, n, bar, rtol, atol, config.VERDICT_CHUNK)
     with _numpy_time(np.size(a)):
@@ -235,7 +235,7 @@ def error_summary(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: f
     :func:`entry_metrics` (NaN propagates; the worst position is the first
     NaN ratio, else the first largest; None when every entry is a kink)."""
     if _kernel(np.size(a)):
-        from .verdict_kernel import error_summary as kernel_summary
+        from .kernel import error_summary as kernel_summary
 
         return kernel_summary(a, n, bar, rtol, atol, kink, config.VERDICT_CHUNK)
     with _numpy_time(np.size(a)):
@@ -245,7 +245,7 @@ def error_summary(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: f
 def _error_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
                    atol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(abs_error, rel_error, allowance, ratio)``: the NumPy reference of
-    :func:`gradprobe.verdict_kernel.error_metrics`, used for small checks."""
+    :func:`gradprobe.verdict.kernel.error_metrics`, used for small checks."""
     with np.errstate(invalid="ignore", over="ignore"):
         abs_error = np.abs(a - n)
         scale = np.maximum(np.abs(a), np.abs(n))

@@ -15,7 +15,7 @@ This module
 * evaluates ``f`` along lines on private working copies (the user's arrays
   are never written);
 * turns the outputs into estimates with error bars through the same
-  :class:`~gradprobe.stencils.Stencil` as the scalar checks, with one
+  :class:`~gradprobe.differences.stencils.Stencil` as the scalar checks, with one
   unperturbed value and one noise level per output entry
   (:func:`line_estimate`).
 """
@@ -27,9 +27,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import config
-from .params import ParamSet, upcast_args
-from .problem import format_entry
+from .. import config
+from ..problem.params import ParamSet, upcast_args
+from ..problem.point import format_entry
 from .stencils import Estimate, Stencil
 
 
@@ -101,7 +101,7 @@ def _precision(dtype: np.dtype) -> np.dtype:
 def noise_by_output(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ECnoise's difference table for every column of ``values`` at once.
 
-    The vectorized form of :func:`gradprobe.noise.noise_from_table`, which it
+    The vectorized form of :func:`gradprobe.problem.noise.noise_from_table`, which it
     matches column by column (``tests/test_vector_checks.py`` checks this).
 
     Parameters
@@ -163,7 +163,7 @@ def combine_readings(first: tuple[np.ndarray, np.ndarray],
                      second: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Noise per output entry from tables at a spacing and a 100x smaller one.
 
-    Mirrors :func:`gradprobe.noise.estimate_noise`: true noise does not
+    Mirrors :func:`gradprobe.problem.noise.estimate_noise`: true noise does not
     depend on the spacing, so when both readings succeed the smaller wins,
     unless it shrank with the spacing (a kink crossed by the probe, not
     noise); a reading that does not survive the smaller spacing (which then
@@ -252,7 +252,7 @@ class VectorFunction:
 
         Examples
         --------
-        >>> from gradprobe.params import ParamSet
+        >>> from gradprobe.problem.params import ParamSet
         >>> x = np.array([0.5, 1.0], dtype=np.float32)
         >>> vf = VectorFunction.prepare(np.tanh, ParamSet.from_user(x, np.tanh), (),
         ...                             upcast=True, complex_step=False, seed=0)
@@ -437,7 +437,7 @@ def line_estimate(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float, 
 
     Examples
     --------
-    >>> from gradprobe.params import ParamSet
+    >>> from gradprobe.problem.params import ParamSet
     >>> x = np.array([0.3, -1.2])
     >>> vf = VectorFunction.prepare(np.sin, ParamSet.from_user(x, np.sin), (),
     ...                             upcast=True, complex_step=False, seed=0)
@@ -467,7 +467,7 @@ def one_sided_line(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float,
 
     Examples
     --------
-    >>> from gradprobe.params import ParamSet
+    >>> from gradprobe.problem.params import ParamSet
     >>> x = np.array([0.0, 1.0])
     >>> vf = VectorFunction.prepare(np.abs, ParamSet.from_user(x, np.abs), (),
     ...                             upcast=True, complex_step=False, seed=0)

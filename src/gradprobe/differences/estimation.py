@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import config
-from .config import SHRINK_TARGET
-from .engines.base import Engine
-from .problem import Problem
+from .. import config
+from ..config import SHRINK_TARGET
+from ..engines.base import Engine
+from ..problem.point import Problem
 from .stencils import Estimate, Stencil, one_sided_slope, step_size, successive_steps
 
 if TYPE_CHECKING:
-    from .report import ParamReport
+    from ..report.reports import ParamReport
 
 
 def select_entries(size: int, samples: int | None, seed: int, param: int) -> np.ndarray:
@@ -91,7 +91,7 @@ def measured_length(problem: Problem, engine: Engine, param: int, entries: np.nd
     the step: ``|d(h) - d(2h)| / 3`` measures its truncation, hence ``|f'''|``,
     and the length ``l`` with ``|f'''| = |f''| / l + |f'| / l^2``. The shortest
     measured length (divided by ``config.CALIBRATION_SAFETY``) caps the length
-    of the truncation model of every entry (:func:`gradprobe.stencils.central_truncation`).
+    of the truncation model of every entry (:func:`gradprobe.differences.stencils.central_truncation`).
     ``None`` when no measured truncation stood above the rounding.
     """
     n = entries.size
@@ -220,7 +220,7 @@ def _estimate_chunk(problem: Problem, engine: Engine, stencil: Stencil, param: i
 def confirm_entries(problem: Problem, engine: Engine, param: int, entries: np.ndarray,
                     tolerance: np.ndarray, first: Estimate | None) -> Estimate:
     """Derivatives of suspect entries at steps chosen by the function
-    (:func:`gradprobe.stencils.successive_steps`), from the central step down.
+    (:func:`gradprobe.differences.stencils.successive_steps`), from the central step down.
 
     Where that is still wider than the tolerance and limited by the noise of
     ``f``, successive *larger* steps are tried too, and the smaller bar kept.
@@ -282,7 +282,7 @@ def one_sided(problem: Problem, engine: Engine, param: int, entries: np.ndarray,
     smaller than the central step (or than ``steps``, where the confirmation
     chose a step for the entry): a kink keeps its jump there, a smooth
     function's one-sided derivatives move together. Each is of second order
-    (the points ``x +- h`` and ``x +- 2h``, :func:`~gradprobe.stencils.one_sided_slope`),
+    (the points ``x +- h`` and ``x +- 2h``, :func:`~gradprobe.differences.stencils.one_sided_slope`),
     so the curvature on either side of a kink does not move them."""
     flat = problem.working[param].reshape(-1)
     x = flat[entries]
@@ -316,8 +316,8 @@ def check_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int
     --------
     >>> import numpy as np
     >>> from gradprobe.engines.python import PythonEngine
-    >>> from gradprobe.params import ParamSet
-    >>> from gradprobe.problem import prepare
+    >>> from gradprobe.problem.params import ParamSet
+    >>> from gradprobe.problem.point import prepare
     >>> f = lambda w: float(np.sum(w ** 3))
     >>> w = np.array([1.0, 2.0, 3.0])
     >>> problem = prepare(f, ParamSet.from_user(w, f), (), upcast=True,
@@ -328,7 +328,7 @@ def check_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int
     >>> r.checked, r.failed_indices
     (1, [(2,)])
     """
-    from .verdict import compare_param
+    from ..verdict.compare import compare_param
 
     array = problem.paramset.arrays[param]
     if entries is not None:
@@ -350,7 +350,7 @@ def check_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int
             return estimate_entries(problem, engine, Stencil("richardson"), param,
                                     chosen(positions), eps)
     elif eps is None and stencil.method != "complex":
-        from .verdict import default_atol, default_rtol, tolerance
+        from ..verdict.compare import default_atol, default_rtol, tolerance
 
         flat_grad = grad.reshape(-1)
         analytic = (flat_grad if entries is None else flat_grad[entries]).astype(np.float64)

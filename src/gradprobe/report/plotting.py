@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import config
+from .. import config
 
 if TYPE_CHECKING:
-    from .report import CheckReport, ParamReport
+    from .reports import CheckReport, ParamReport
 
 
 def _figure_class() -> Any:

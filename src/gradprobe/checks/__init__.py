@@ -1,0 +1,1 @@
+"""The public checks: gradients of scalar losses, vector products, Jacobians, layers."""

@@ -1,0 +1,1 @@
+"""Numerical derivatives: difference formulas, estimates at chosen entries, directions, group tests."""

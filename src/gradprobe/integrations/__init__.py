@@ -1,0 +1,1 @@
+"""Where gradprobe is used from: the CLI, the pytest plugin, the training monitor, benchmarks, info."""

@@ -1,0 +1,1 @@
+"""Deciding which entries fail: allowances, kinks, the fused verdict kernel, diagnosis."""
