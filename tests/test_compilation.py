@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent(f'''
     X, T = rng.standard_normal((8, 6)), rng.standard_normal((8, 3))
     out["model"] = gp.check_model(model, X, T).backend
     out["numba_nn_compiled"] = any(k.signatures for k in (kernels.matmul, kernels.transpose))
-    from gradprobe.verdict.kernel import _metrics, error_metrics
+    from gradprobe.report.metrics_kernel import _metrics, error_metrics
     a = np.linspace(1.0, 2.0, 300_000)
     out["verdict_failed"] = int((error_metrics(a, a * (1 + 1e-3), 1e-12, 1e-5, 0.0)[3] > 1).sum())
     out["verdict_compiled"] = bool(_metrics.signatures)
@@ -177,7 +177,7 @@ def test_repeated_small_checks_compile_once_they_have_paid(monkeypatch):
 def test_the_verdict_kernel_runs_when_compiling_pays():
     """With the payoff at 0 (the suite's setting) the kernel itself computes the metrics,
     so tests/test_verdict.py compares the kernel, not NumPy, with the NumPy reference."""
-    from gradprobe.verdict import kernel as verdict_kernel
+    from gradprobe.report import metrics_kernel as verdict_kernel
 
     a = np.linspace(-1.0, 1.0, 11)
     verdict_kernel.error_metrics(a, a, np.zeros(11), 1e-5, 0.0)

@@ -6,8 +6,9 @@ import pytest
 
 from gradprobe import config
 from gradprobe.differences.stencils import Estimate
-from gradprobe.verdict.compare import _error_metrics, compare_param, judge
-from gradprobe.verdict.kernel import error_metrics
+from gradprobe.report.metrics import _error_metrics
+from gradprobe.verdict.compare import compare_param, judge
+from gradprobe.report.metrics_kernel import error_metrics
 
 EDGE = np.array([0.0, -0.0, 1.0, -1.0, 1e-300, 5e-324, 1e300, np.inf, -np.inf, np.nan, 2.5])
 

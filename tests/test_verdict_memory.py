@@ -17,7 +17,8 @@ import pytest
 from gradprobe import config
 from gradprobe.report.reports import CheckReport
 from gradprobe.differences.stencils import Estimate
-from gradprobe.verdict.compare import compare_param, entry_metrics
+from gradprobe.report.metrics import entry_metrics
+from gradprobe.verdict.compare import compare_param
 
 from naive import naive_compare
 

@@ -211,7 +211,7 @@ DIRECTIONAL_STEP_REDUCTIONS = 3
 DIRECTIONAL_NOISE_SAFETY = 2.0
 
 #: From this many checked entries of one parameter on, the per-entry error
-#: metrics run in one fused parallel Numba kernel (gradprobe.verdict.kernel)
+#: metrics run in one fused parallel Numba kernel (gradprobe.report.metrics_kernel)
 #: instead of separate NumPy passes; below it Numba is not even imported.
 VERDICT_KERNEL_MIN_ENTRIES = 200_000
 #: Peak memory of a full structured check (``gradprobe.nn.check_model``) of

@@ -118,7 +118,7 @@ class ParamReport:
     def _recompute(self, key: str) -> np.ndarray:
         if key == "flat_indices":  # None means every entry, in order
             return np.arange(int(np.prod(self.shape, dtype=np.int64)), dtype=np.int64)
-        from ..verdict.compare import entry_metrics
+        from .metrics import entry_metrics
 
         metrics = entry_metrics(self.analytic_flat, self.numeric_flat, self.error_bar_flat,
                                 self.rtol, self.atol)
@@ -138,7 +138,7 @@ class ParamReport:
         if self.__dict__.get("_ratio_flat") is not None:
             return (self.abs_error_flat[positions], self.rel_error_flat[positions],
                     self.ratio_flat[positions])
-        from ..verdict.compare import entry_metrics
+        from .metrics import entry_metrics
 
         bar = np.broadcast_to(self.error_bar_flat, self.analytic_flat.shape)
         err, rel, _, ratio = entry_metrics(self.analytic_flat[positions],
@@ -156,7 +156,7 @@ class ParamReport:
         if self.__dict__.get("_ratio_flat") is not None or \
                 self.analytic_flat.size <= config.VERDICT_CHUNK:
             return np.argsort(-key(self.ratio_flat), kind="stable")[:count]
-        from ..verdict.compare import entry_metrics
+        from .metrics import entry_metrics
 
         size = self.analytic_flat.size
         bar = np.broadcast_to(self.error_bar_flat, (size,))

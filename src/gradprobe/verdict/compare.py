@@ -14,16 +14,15 @@ is not differentiable there, and the entry is reported apart, not failed.
 """
 from __future__ import annotations
 
-import contextlib
-import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 
 from .. import config
 from ..report.reports import ParamReport
 from ..differences.stencils import Estimate
+from ..report.metrics import entry_metrics, error_summary, first_pass
 
 
 @dataclass(frozen=True)
@@ -130,134 +129,6 @@ def judge(analytic: np.ndarray, estimate: Estimate, *, rtol: float, atol: float)
         kink[at] = _at_kink(a[at], estimate.left[at], estimate.right[at], allowance[at])
         failed = failed & ~kink
     return Judgement(abs_error, rel_error, allowance, ratio, failed, kink, rtol, atol)
-
-
-def entry_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
-                  atol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(abs_error, rel_error, allowance, ratio)`` of every entry: the fused kernel
-    for large arrays, NumPy below ``config.VERDICT_KERNEL_MIN_ENTRIES`` (the two
-    agree bit for bit)."""
-    if _kernel(np.size(a)):
-        from .kernel import error_metrics
-
-        return error_metrics(a, n, bar, rtol, atol)
-    with _numpy_time(np.size(a)):
-        return _error_metrics(np.asarray(a, dtype=np.float64), n, bar, rtol, atol)
-
-
-def _kernel(size: int) -> bool:
-    """Use the fused kernels: a large check (``config.VERDICT_KERNEL_MIN_ENTRIES``)
-    whose kernels load from the cache or have paid for their compile
-    (:func:`gradprobe.verdict.kernel.ready`)."""
-    if size < config.VERDICT_KERNEL_MIN_ENTRIES:
-        return False
-    from . import kernel as verdict_kernel
-
-    return verdict_kernel.ready()
-
-
-@contextlib.contextmanager
-def _numpy_time(size: int) -> Iterator[None]:
-    """Count the time of a large check's NumPy passes towards the kernels' compile."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        if size >= config.VERDICT_KERNEL_MIN_ENTRIES:
-            from . import kernel as verdict_kernel
-
-            verdict_kernel.NUMPY_SECONDS[0] += time.perf_counter() - start
-
-
-def first_pass(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
-               atol: float) -> tuple[np.ndarray, tuple[float, float, int | None]]:
-    """The failing entries (``ratio > 1`` of :func:`entry_metrics`) and the
-    :func:`error_summary` of a check without kinks; for large checks one fused
-    pass without per-entry float arrays (NumPy, chunk by chunk, until the
-    kernel is ready)."""
-    if _kernel(np.size(a)):
-        from .kernel import first_pass as kernel_pass
-
-        return kernel_pass(a, n, bar, rtol, atol, config.VERDICT_CHUNK)
-    with _numpy_time(np.size(a)):
-        failed, summary = _passes(a, n, bar, rtol, atol, None, want_failed=True)
-    return failed, summary
-
-
-def _summary_of(abs_error: np.ndarray, rel_error: np.ndarray, ratio: np.ndarray,
-                kink: np.ndarray) -> tuple[float, float, int | None]:
-    """The summary numbers of a report from its per-entry arrays."""
-    smooth = ~np.asarray(kink, dtype=bool)
-    masked = np.where(smooth, ratio, -1.0)
-    worst = None if masked.size == 0 or masked.max() < 0 else int(np.argmax(masked))
-    return (float(abs_error[smooth].max(initial=0.0)),
-            float(rel_error[smooth].max(initial=0.0)), worst)
-
-
-def _passes(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float, atol: float,
-            kink: np.ndarray | None, *, want_failed: bool
-            ) -> tuple[np.ndarray | None, tuple[float, float, int | None]]:
-    """:func:`_summary_of` (and ``ratio > 1``) of :func:`entry_metrics`, computed
-    ``config.VERDICT_CHUNK`` entries at a time: the same numbers, without
-    full-size temporaries. NaN propagates into the maxima; the worst position is
-    the first NaN ratio, else the first largest, as ``np.argmax`` over all."""
-    a = np.asarray(a, dtype=np.float64)
-    size = a.size
-    bar = np.broadcast_to(np.asarray(bar, dtype=np.float64), (size,))
-    failed = np.empty(size, dtype=bool) if want_failed else None
-    max_abs = max_rel = 0.0
-    best, best_pos, nan_pos = -np.inf, None, None
-    for start in range(0, size, config.VERDICT_CHUNK):
-        sl = slice(start, min(size, start + config.VERDICT_CHUNK))
-        abs_error, rel_error, _, ratio = _error_metrics(a[sl], n[sl], bar[sl], rtol, atol)
-        if failed is not None:
-            failed[sl] = ratio > 1.0
-        smooth = np.ones(ratio.shape, bool) if kink is None else ~np.asarray(kink[sl], bool)
-        max_abs = float(np.max([max_abs, abs_error[smooth].max(initial=0.0)]))
-        max_rel = float(np.max([max_rel, rel_error[smooth].max(initial=0.0)]))
-        masked = np.where(smooth, ratio, -1.0)
-        at = int(np.argmax(masked))
-        if nan_pos is None and np.isnan(masked[at]):
-            nan_pos = start + at
-        elif masked[at] > best:
-            best, best_pos = float(masked[at]), start + at
-    if nan_pos is not None:
-        worst = nan_pos
-    else:
-        worst = None if best_pos is None or best < 0 else best_pos
-    return failed, (max_abs, max_rel, worst)
-
-
-def error_summary(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
-                  atol: float, kink: np.ndarray) -> tuple[float, float, int | None]:
-    """``(max_abs_error, max_rel_error, worst position)`` over the entries that are
-    not kinks, exactly as :class:`ParamReport` derives them from the arrays of
-    :func:`entry_metrics` (NaN propagates; the worst position is the first
-    NaN ratio, else the first largest; None when every entry is a kink)."""
-    if _kernel(np.size(a)):
-        from .kernel import error_summary as kernel_summary
-
-        return kernel_summary(a, n, bar, rtol, atol, kink, config.VERDICT_CHUNK)
-    with _numpy_time(np.size(a)):
-        return _passes(a, n, bar, rtol, atol, kink, want_failed=False)[1]
-
-
-def _error_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
-                   atol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(abs_error, rel_error, allowance, ratio)``: the NumPy reference of
-    :func:`gradprobe.verdict.kernel.error_metrics`, used for small checks."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        abs_error = np.abs(a - n)
-        scale = np.maximum(np.abs(a), np.abs(n))
-        rel_error = np.where(scale > 0, abs_error / np.where(scale > 0, scale, 1.0), 0.0)
-        allowance = np.maximum(np.maximum(atol, rtol * scale), bar)
-        ratio = np.where(allowance > 0, abs_error / np.where(allowance > 0, allowance, 1.0),
-                         np.where(abs_error > 0, np.inf, 0.0))
-    finite = np.isfinite(a)
-    ratio = np.where(finite, ratio, np.inf)
-    abs_error = np.where(finite, abs_error, np.inf)
-    rel_error = np.where(finite, rel_error, np.inf)
-    return abs_error, rel_error, np.broadcast_to(allowance, a.shape).copy(), ratio
 
 
 def _at_kink(a: np.ndarray, left: np.ndarray, right: np.ndarray,

@@ -4,7 +4,7 @@ For millions of entries (a full check of a 4096 x 4096 layer) NumPy's
 separate passes over the arrays dominate the check; this kernel computes the
 absolute and relative errors, the allowance and the error/allowance ratio in
 one pass. It computes exactly what the NumPy reference in
-:mod:`gradprobe.verdict.compare` computes (``tests/test_verdict.py`` compares them
+:mod:`gradprobe.report.metrics` computes (``tests/test_verdict.py`` compares them
 bit for bit), and is imported only for large checks, so ``import gradprobe``
 does not import Numba.
 
@@ -200,7 +200,7 @@ def error_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray, rtol: float,
     """
     a, n, bar = _inputs(a, n, bar)
     if not ready():
-        from .compare import _error_metrics
+        from .numpy_metrics import _error_metrics
 
         start = time.perf_counter()
         result = _error_metrics(a, n, bar, rtol, atol)
