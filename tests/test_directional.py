@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
-from gradprobe.differences.directional import DirectionalProbe, directional_check, displace
+from gradprobe.checks.directional import directional_check
+from gradprobe.differences.directional import DirectionalProbe, displace
 from gradprobe.engines.python import PythonEngine
 from gradprobe.problem.params import ParamSet
 from gradprobe.problem.point import prepare

@@ -11,8 +11,9 @@ from ..verdict.diagnosis import diagnose_all
 from ..engines import select_engine
 from ..engines.base import as_loss, release
 from ..errors import GradientCheckError
-from ..differences.directional import directional_check
-from ..differences.estimation import check_entries, estimate_entries, select_entries
+from .directional import directional_check
+from ..differences.estimation import estimate_entries, select_entries
+from ..verdict.entries import check_entries
 from ..options import CheckOptions
 from ..problem.params import ParamSet, Structure
 from ..problem.point import prepare
