@@ -86,7 +86,7 @@ def _warmup(args: argparse.Namespace) -> int:
     """Compile (or load from Numba's cache) every kernel, printing each one's time."""
     import time
 
-    from ..compilation import warmup
+    from .warmup import warmup
 
     start = time.perf_counter()
     times = warmup(stream=sys.stdout)
