@@ -173,7 +173,7 @@ def test_the_numpy_passes_chunk_by_chunk_give_the_whole_arrays_summary(seed, mon
     passes; they run config.VERDICT_CHUNK entries at a time and must give what the
     whole per-entry arrays give (NaN, ties, kinks included)."""
     from gradprobe import config
-    from gradprobe.verdict import compare as verdict
+    from gradprobe.report import numpy_metrics as verdict
 
     rng = np.random.default_rng(seed)
     size = 101
