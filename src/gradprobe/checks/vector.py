@@ -37,7 +37,7 @@ from .. import config
 from .scalar import check
 from ..options import CheckOptions, choice, positive_float, seed_value
 from ..verdict.diagnosis import diagnose_all
-from ..problem.params import ParamSet, _as_param_array, _positional_names, loss_value
+from ..problem.params import ParamSet, loss_value, match_structure
 from ..problem.point import format_entry
 from ..report.reports import CheckReport, ParamReport
 from ..differences.stencils import Estimate, step_size
@@ -100,30 +100,10 @@ def _vector_options(method: Any, eps: Any, rtol: Any, atol: Any, seed: Any, upca
     return eps, rtol, atol, _seed(seed), _upcast(upcast), _args(args)
 
 
-def _rename(exc: Exception, noun: str) -> Exception:
-    """The core's 'parameter ...' messages, reworded for inputs of a function."""
-    message = str(exc).replace("parameter", noun, 1)
-    if message.startswith("params "):
-        message = "inputs " + message[len("params "):]
-    return type(exc)(message)
-
-
 def _inputs(inputs: Any, f: Callable[..., Any], *, arg: str = "inputs") -> ParamSet:
     """Validate the inputs and name them (dict keys, f's argument names, input[i])."""
-    try:
-        if isinstance(inputs, Mapping):
-            return ParamSet.from_user(inputs, f)
-        if isinstance(inputs, (tuple, list)):
-            if not inputs:
-                raise ValueError(f"{arg} is an empty sequence: nothing to check")
-            names = _positional_names(f, len(inputs)) or [
-                f"input[{i}]" for i in range(len(inputs))]
-            arrays = [_as_param_array(v, n) for v, n in zip(inputs, names)]
-            return ParamSet("sequence", names, arrays, type(inputs))
-        names = _positional_names(f, 1) or ["input"]
-        return ParamSet("single", names, [_as_param_array(inputs, names[0])])
-    except (TypeError, ValueError) as exc:
-        raise _rename(exc, "input") from None
+    return ParamSet.from_user(inputs, f, noun="input", arg=arg,
+                              default_names=("input[{i}]", "input"))
 
 
 def _single_input(x: Any, f: Callable[..., Any] | None, arg: str = "x") -> ParamSet:
@@ -138,74 +118,7 @@ def _single_input(x: Any, f: Callable[..., Any] | None, arg: str = "x") -> Param
             raise TypeError(f"{arg} must be one array: {exc}") from exc
         if x.dtype.kind in "iu":
             x = x.astype(np.float64)
-    names = (_positional_names(f, 1) if f is not None else None) or [arg]
-    try:
-        return ParamSet("single", names, [_as_param_array(x, names[0])])
-    except (TypeError, ValueError) as exc:
-        raise _rename(exc, "input") from None
-
-
-def _match(value: Any, kind: str, names: Sequence[str], shapes: Sequence[tuple[int, ...]], *,
-           what: str, noun: str) -> list[np.ndarray]:
-    """Arrays of ``value`` in the structure (kind, names, shapes), or a clear error.
-
-    ``what`` names the value in messages (``"vjp(cotangents[0], ...)"``),
-    ``noun`` what its arrays belong to (``"input"``).
-    """
-    if kind == "dict":
-        if not isinstance(value, Mapping):
-            raise TypeError(f"{what} must be a dict with keys {list(names)} like the inputs, "
-                            f"got {type(value).__name__}")
-        missing = [n for n in names if n not in value]
-        extra = [k for k in value if k not in names]
-        if missing or extra:
-            raise ValueError(f"{what} keys do not match the inputs: missing {missing}, "
-                             f"unexpected {extra}")
-        values = [value[n] for n in names]
-    elif kind == "sequence":
-        if not isinstance(value, (tuple, list)):
-            raise TypeError(f"{what} must be a tuple/list of {len(names)} arrays, one per "
-                            f"{noun} ({', '.join(names)}), got {type(value).__name__}")
-        if len(value) != len(names):
-            raise ValueError(f"{what} has {len(value)} entries but there are {len(names)} "
-                             f"{noun}s ({', '.join(names)})")
-        values = list(value)
-    else:
-        if isinstance(value, Mapping) or (isinstance(value, (tuple, list)) and (
-                not _numbers(value) or any(isinstance(v, np.ndarray) for v in value))):
-            raise TypeError(f"{what} must be one array (for the {noun} {names[0]!r}), got "
-                            f"{type(value).__name__}")
-        values = [value]
-    out = []
-    for name, shape, v in zip(names, shapes, values):
-        if v is None:
-            raise TypeError(f"{what} gave None for the {noun} {name!r}; expected an array "
-                            f"of shape {tuple(shape)}")
-        try:
-            array = np.asarray(v)
-        except Exception as exc:  # ragged lists and the like
-            raise TypeError(f"{what} for the {noun} {name!r} is not an array: {exc}") from exc
-        if array.dtype.kind not in "fiu" or isinstance(v, (bool, np.bool_)):
-            raise TypeError(f"{what} for the {noun} {name!r} has dtype {array.dtype}; "
-                            "expected a real floating array")
-        if array.shape != tuple(shape):
-            hint = ""
-            if array.ndim >= 2 and array.shape == tuple(shape)[::-1]:
-                hint = " (it looks transposed)"
-            elif array.size == int(np.prod(shape, dtype=np.int64)):
-                hint = " (same size: reshape it?)"
-            raise ValueError(f"{what} for the {noun} {name!r} has shape {array.shape}, "
-                             f"expected {tuple(shape)}{hint}")
-        out.append(array)
-    return out
-
-
-def _numbers(value: Any) -> bool:
-    """True for a (nested) list of numbers, which is a valid single array."""
-    try:
-        return np.asarray(value).dtype.kind in "fiu"
-    except (ValueError, TypeError):
-        return False
+    return ParamSet.from_user(x, f, noun="input", arg=arg, default_names=(arg, arg))
 
 
 def _directions(value: Any, kind: str, names: Sequence[str],
@@ -257,8 +170,10 @@ def _directions(value: Any, kind: str, names: Sequence[str],
     out = []
     for k, item in enumerate(items):
         label = f"{arg}[{k}]" if len(items) > 1 or kind != "single" else arg
-        arrays = _match(item, kind, names, shapes, what=label, noun="input"
-                        if arg != "cotangents" else "output")
+        output = arg == "cotangents"
+        arrays = match_structure(item, kind, names, shapes, what=label,
+                                 noun="output" if output else "input",
+                                 like="f's output" if output else "the inputs")
         arrays = [a.astype(np.float64) if a.dtype.kind in "iu" else a for a in arrays]
         for name, a in zip(names, arrays):
             if not np.all(np.isfinite(a)):
@@ -459,12 +374,11 @@ def vjp_check(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], cotan
     us = _directions(cotangents, "single", ["output"], [y.shape], [out_dtype],
                      arg="cotangents", seed=seed)
     names = paramset.names
-    shapes = [a.shape for a in paramset.arrays]
     runs: list[CheckReport] = []
     for k, (u,) in enumerate(us):
         label = f"cotangents[{k}]"
-        grads = _match(_call_with(vjp, u.copy(), paramset, args, "vjp"), paramset.kind,
-                       names, shapes, what=f"vjp({label}, ...)", noun="input")
+        grads = paramset.match(_call_with(vjp, u.copy(), paramset, args, "vjp"),
+                               what=f"vjp({label}, ...)", like="the inputs")
         loss = _projection(f, paramset, u, y.shape, label)
         runs.append(run_check(loss, dict(zip(names, paramset.arrays)),
                               dict(zip(names, grads)), args, opts))
@@ -599,8 +513,9 @@ def check_jvp(f: Callable[..., Any], inputs: Any, jvp: Callable[..., Any], *,
     for k, t in enumerate(ts):
         raw = _call_with(jvp, paramset.rebuild([a.copy() for a in t]), paramset, args,
                          "jvp")
-        analytic.append(_match(raw, "single", ["output"], [vf.out_shape],
-                               what=f"jvp(tangents[{k}], ...)", noun="output")[0])
+        analytic.append(match_structure(raw, "single", ["output"], [vf.out_shape],
+                                        what=f"jvp(tangents[{k}], ...)", noun="output",
+                                        like="f's output")[0])
     runs = _line_runs(vf, ts, analytic, name="output", dtype=vf.out_dtype, method=method,
                       eps=eps, rtol=rtol, atol=atol, label="tangents")
     given = tangents is not None and not isinstance(tangents, numbers.Integral)
@@ -953,8 +868,9 @@ def check_hvp(f: Callable[..., Any] | None, x: Any, hvp: Callable[..., Any], *,
         if not np.isfinite(loss):
             raise ValueError(f"f returned {loss!r} at the unperturbed point; it must be finite")
     vs = _directions(vectors, "single", ["x"], [x0.shape], [x0.dtype], arg="vectors", seed=seed)
-    analytic = [_match(hvp(v.copy(), x0.copy(), *args), "single", ["hvp"], [x0.shape],
-                       what=f"hvp(vectors[{k}], x)", noun="output")[0]
+    analytic = [match_structure(hvp(v.copy(), x0.copy(), *args), "single", ["hvp"],
+                                [x0.shape], what=f"hvp(vectors[{k}], x)", noun="output",
+                                like="x")[0]
                 for k, (v,) in enumerate(vs)]
     given = vectors is not None and not isinstance(vectors, numbers.Integral)
     how = _how_many(len(vs), "vector", given, seed)

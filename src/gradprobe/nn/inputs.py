@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import constants
+from ..problem.params import match_structure
 
 
 def _as_real_array(value: Any, name: str) -> np.ndarray:
@@ -79,32 +80,11 @@ def prepare_targets(T: Any, loss_code: int, batch: int, n_out: int,
 
 
 def validate_grads(grads: Any, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Check that ``grads`` is a dict with the keys and shapes of ``params``."""
-    if not isinstance(grads, Mapping):
-        raise TypeError(f"grads must be a dict with keys {list(params)} like "
-                        f"model.parameters(), got {type(grads).__name__}")
-    missing = [k for k in params if k not in grads]
-    extra = [k for k in grads if k not in params]
-    if missing or extra:
-        raise ValueError(f"grads keys do not match model.parameters(): missing {missing}, "
-                         f"unexpected {extra}")
-    out = {}
-    for name, param in params.items():
-        value = grads[name]
-        try:
-            array = np.asarray(value)
-        except Exception as exc:  # ragged lists and the like
-            raise TypeError(f"grads[{name!r}] is not an array: {exc}") from exc
-        if array.dtype.kind == "b" or array.dtype.kind not in "fiu":
-            raise TypeError(f"grads[{name!r}] has dtype {array.dtype}; expected a real "
-                            "floating array")
-        if array.shape != param.shape:
-            hint = " (it looks transposed)" if array.shape == param.shape[::-1] and \
-                array.ndim == 2 else ""
-            raise ValueError(f"grads[{name!r}] has shape {array.shape}, but the parameter "
-                             f"has shape {param.shape}{hint}")
-        out[name] = array
-    return out
+    """Check that ``grads`` is a dict with the keys and shapes of ``params``
+    (:func:`gradprobe.problem.params.match_structure`, the rule of every check)."""
+    arrays = match_structure(grads, "dict", list(params), [p.shape for p in params.values()],
+                             what="grads", like="model.parameters()")
+    return dict(zip(params, arrays))
 
 
 def validate_params(params: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]],

@@ -41,34 +41,35 @@ def _positional_names(f: Callable[..., Any], count: int) -> list[str] | None:
     return names[:count] if len(names) >= count else None
 
 
-def _as_param_array(value: Any, name: str) -> np.ndarray:
-    """Validate one parameter and return it as an ndarray (no copy if possible)."""
+def _as_param_array(value: Any, name: str, noun: str = "parameter") -> np.ndarray:
+    """Validate one parameter (or input: ``noun``) and return it as an ndarray (no copy
+    if possible)."""
     if isinstance(value, np.ndarray):
         array = value
     elif isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"parameter {name!r}: bool is not a differentiable parameter")
+        raise TypeError(f"{noun} {name!r}: bool is not a differentiable parameter")
     elif isinstance(value, (int, float, np.number, list, tuple)):
         array = np.asarray(value)
         if array.dtype.kind in "iu":
             array = array.astype(np.float64)
     else:
         raise TypeError(
-            f"parameter {name!r} must be a NumPy array, got {type(value).__name__}")
+            f"{noun} {name!r} must be a NumPy array, got {type(value).__name__}")
     if array.dtype.kind == "c":
         raise TypeError(
-            f"parameter {name!r} has complex dtype {array.dtype}; gradprobe checks "
+            f"{noun} {name!r} has complex dtype {array.dtype}; gradprobe checks "
             "gradients of real losses with respect to real parameters")
     if array.dtype not in config.PARAM_DTYPES:
         allowed = ", ".join(str(d) for d in config.PARAM_DTYPES)
         raise TypeError(
-            f"parameter {name!r} has dtype {array.dtype}; expected a floating dtype "
+            f"{noun} {name!r} has dtype {array.dtype}; expected a floating dtype "
             f"({allowed})")
     if array.size == 0:
-        raise ValueError(f"parameter {name!r} is empty (shape {array.shape})")
+        raise ValueError(f"{noun} {name!r} is empty (shape {array.shape})")
     if not np.all(np.isfinite(array)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
         raise ValueError(
-            f"parameter {name!r} contains a non-finite value ({array[bad]!r} at "
+            f"{noun} {name!r} contains a non-finite value ({array[bad]!r} at "
             f"index {bad}); gradients can only be checked at finite points")
     return array
 
@@ -236,36 +237,47 @@ class ParamSet:
         The user's arrays, read but never written.
     sequence_type : type
         ``tuple`` or ``list`` for ``kind="sequence"``.
+    noun : str
+        What the arrays are called in messages: ``"parameter"`` (gradients of a
+        loss) or ``"input"`` (the inputs of a vector or layer check).
     """
 
     kind: str
     names: list[str]
     arrays: list[np.ndarray]
     sequence_type: type = tuple
+    noun: str = "parameter"
     #: id(f) -> (f, nargs, leading, what, CallBinding): each callable is bound once.
     _bindings: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_user(cls, params: Structure, f: Callable[..., Any]) -> "ParamSet":
-        """Validate ``params`` and name each parameter."""
+    def from_user(cls, params: Structure, f: Callable[..., Any] | None, *,
+                  noun: str = "parameter", arg: str = "params",
+                  default_names: tuple[str, str] = ("params[{i}]", "x")) -> "ParamSet":
+        """Validate ``params`` and name each array: dict keys, ``f``'s argument names,
+        else ``default_names`` (for a sequence, with ``{i}``; for a single array).
+
+        ``noun`` and ``arg`` name the arrays and the argument in messages
+        (``"input"``, ``"inputs"`` for the vector checks).
+        """
         if isinstance(params, Mapping):
             if not params:
-                raise ValueError("params is an empty dict: nothing to check")
+                raise ValueError(f"{arg} is an empty dict: nothing to check")
             names = [str(k) for k in params.keys()]
             for key in params.keys():
                 if not isinstance(key, str):
-                    raise TypeError(f"params dict keys must be str, got {key!r}")
-            arrays = [_as_param_array(v, k) for k, v in params.items()]
-            return cls("dict", names, arrays)
+                    raise TypeError(f"{arg} dict keys must be str, got {key!r}")
+            arrays = [_as_param_array(v, k, noun) for k, v in params.items()]
+            return cls("dict", names, arrays, noun=noun)
         if isinstance(params, (tuple, list)):
             if not params:
-                raise ValueError("params is an empty sequence: nothing to check")
-            names = _positional_names(f, len(params)) or [
-                f"params[{i}]" for i in range(len(params))]
-            arrays = [_as_param_array(v, n) for v, n in zip(params, names)]
-            return cls("sequence", names, arrays, type(params))
-        names = _positional_names(f, 1) or ["x"]
-        return cls("single", names, [_as_param_array(params, names[0])])
+                raise ValueError(f"{arg} is an empty sequence: nothing to check")
+            names = (_positional_names(f, len(params)) if f is not None else None) or [
+                default_names[0].format(i=i) for i in range(len(params))]
+            arrays = [_as_param_array(v, n, noun) for v, n in zip(params, names)]
+            return cls("sequence", names, arrays, type(params), noun=noun)
+        names = (_positional_names(f, 1) if f is not None else None) or [default_names[1]]
+        return cls("single", names, [_as_param_array(params, names[0], noun)], noun=noun)
 
     # -- calling f --------------------------------------------------------
     def binding(self, f: Callable[..., Any], nargs: int, *, leading: int = 0,
@@ -293,59 +305,100 @@ class ParamSet:
         return arrays[0]
 
     # -- gradients ----------------------------------------------------------
-    def match(self, grads: Structure, what: str = "grads") -> list[np.ndarray]:
-        """Validate that ``grads`` has the structure and shapes of the parameters.
+    def match(self, grads: Structure, what: str = "grads", *,
+              like: str = "params") -> list[np.ndarray]:
+        """Validate that ``grads`` has the structure and shapes of the parameters
+        (:func:`match_structure`); returns the gradient arrays in parameter order."""
+        return match_structure(grads, self.kind, self.names, [a.shape for a in self.arrays],
+                               what=what, noun=self.noun, like=like)
 
-        Returns the gradient arrays in parameter order. Raises ``TypeError``
-        for a structure mismatch or a non-floating dtype and ``ValueError``
-        for a shape mismatch, naming the parameter.
-        """
-        if self.kind == "dict":
-            if not isinstance(grads, Mapping):
-                raise TypeError(
-                    f"{what} must be a dict with keys {self.names} like params, got "
-                    f"{type(grads).__name__}")
-            missing = [n for n in self.names if n not in grads]
-            extra = [k for k in grads if k not in self.names]
-            if missing or extra:
-                raise ValueError(
-                    f"{what} keys do not match params: missing {missing}, unexpected {extra}")
-            values = [grads[n] for n in self.names]
-        elif self.kind == "sequence":
-            if not isinstance(grads, (tuple, list)):
-                raise TypeError(
-                    f"{what} must be a tuple/list of {len(self.names)} arrays like "
-                    f"params, got {type(grads).__name__}")
-            if len(grads) != len(self.names):
-                raise ValueError(
-                    f"{what} has {len(grads)} entries but params has {len(self.names)} "
-                    f"({', '.join(self.names)})")
-            values = list(grads)
-        else:
-            if isinstance(grads, (tuple, list, Mapping)) and not _is_flat_numbers(grads):
-                raise TypeError(
-                    f"params is a single array, so {what} must be a single array too, "
-                    f"got {type(grads).__name__}")
-            values = [grads]
-        out = []
-        for name, param, value in zip(self.names, self.arrays, values):
-            try:
-                array = np.asarray(value)
-            except Exception as exc:  # ragged lists and the like
-                raise TypeError(f"{what} for parameter {name!r} is not an array: {exc}") from exc
-            if array.dtype.kind not in "fiu":
-                raise TypeError(
-                    f"{what} for parameter {name!r} has dtype {array.dtype}; expected "
-                    "a real floating dtype")
-            if array.shape != param.shape:
-                hint = ""
-                if array.shape == param.shape[::-1] and array.ndim >= 2:
-                    hint = " (it looks transposed)"
-                raise ValueError(
-                    f"{what} for parameter {name!r} has shape {array.shape}, but the "
-                    f"parameter has shape {param.shape}{hint}")
-            out.append(array)
-        return out
+
+def match_structure(value: Any, kind: str, names: Sequence[str],
+                    shapes: Sequence[tuple[int, ...]], *, what: str, noun: str = "parameter",
+                    like: str = "params") -> list[np.ndarray]:
+    """The arrays of ``value`` in the structure (``kind``, ``names``, ``shapes``), or a
+    clear error: the one rule for gradients, vector products and cotangents.
+
+    Parameters
+    ----------
+    value : object
+        What the user (or their ``grads``/``vjp``/``jvp``) gave.
+    kind : {"single", "sequence", "dict"}
+        The structure it must have (that of the parameters or inputs).
+    names, shapes : sequence
+        One name and shape per array.
+    what : str
+        How to call ``value`` in messages (``"grads"``, ``"vjp(cotangents[0], ...)"``).
+    noun : str
+        What its arrays belong to (``"parameter"``, ``"input"``).
+    like : str
+        What the structure comes from (``"params"``, ``"the inputs"``).
+
+    Raises
+    ------
+    TypeError
+        A structure mismatch, ``None``, or a dtype that is not real floating.
+    ValueError
+        Missing or extra keys, a wrong count or a wrong shape.
+
+    Examples
+    --------
+    >>> match_structure({"w": [1.0, 2.0]}, "dict", ["w"], [(2,)], what="grads")[0]
+    array([1., 2.])
+    >>> match_structure(np.ones((3, 2)), "single", ["W"], [(2, 3)], what="grads")
+    Traceback (most recent call last):
+    ...
+    ValueError: grads for the parameter 'W' has shape (3, 2), expected (2, 3) (it looks transposed)
+    """
+    listed = ", ".join(names)
+    if kind == "dict":
+        if not isinstance(value, Mapping):
+            raise TypeError(f"{what} must be a dict with keys {list(names)} like {like}, "
+                            f"got {type(value).__name__}")
+        missing = [n for n in names if n not in value]
+        extra = [k for k in value if k not in names]
+        if missing or extra:
+            raise ValueError(f"{what} keys do not match {like}: missing {missing}, "
+                             f"unexpected {extra}")
+        values = [value[n] for n in names]
+    elif kind == "sequence":
+        if not isinstance(value, (tuple, list)):
+            raise TypeError(f"{what} must be a tuple/list of {len(names)} arrays like {like}, "
+                            f"one per {noun} ({listed}), got {type(value).__name__}")
+        if len(value) != len(names):
+            count = (f"{like} has {len(names)}" if like.isidentifier()
+                     else f"there are {len(names)} {noun}s")
+            raise ValueError(f"{what} has {len(value)} entries but {count} ({listed})")
+        values = list(value)
+    else:
+        if isinstance(value, Mapping) or (isinstance(value, (tuple, list)) and (
+                not _is_flat_numbers(value) or any(isinstance(v, np.ndarray) for v in value))):
+            raise TypeError(f"{what} must be one array (for the {noun} {names[0]!r}), got "
+                            f"{type(value).__name__}")
+        values = [value]
+    out = []
+    for name, shape, v in zip(names, shapes, values):
+        shape = tuple(shape)
+        if v is None:
+            raise TypeError(f"{what} gave None for the {noun} {name!r}; expected an array "
+                            f"of shape {shape}")
+        try:
+            array = np.asarray(v)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{what} for the {noun} {name!r} is not an array: {exc}") from exc
+        if array.dtype.kind not in "fiu" or isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"{what} for the {noun} {name!r} has dtype {array.dtype}; "
+                            "expected a real floating dtype")
+        if array.shape != shape:
+            hint = ""
+            if array.ndim >= 2 and array.shape == shape[::-1]:
+                hint = " (it looks transposed)"
+            elif array.size == int(np.prod(shape, dtype=np.int64)):
+                hint = f" (same size: reshape it to {shape}?)"
+            raise ValueError(f"{what} for the {noun} {name!r} has shape {array.shape}, "
+                             f"expected {shape}{hint}")
+        out.append(array)
+    return out
 
 
 def _is_flat_numbers(value: Any) -> bool:
