@@ -10,7 +10,7 @@ import gradprobe as gp
 from gradprobe.problem.noise import noise_from_table
 from gradprobe.checks.vector import (check_hvp, check_jacobian, check_jvp, check_vjp,
                                      merge_runs)
-from gradprobe.differences.vector import noise_by_output
+from gradprobe.problem.noise import noise_by_output
 from naive_vector import (CASES, directional_central, exact_jacobian, hvp_exact, hvp_f,
                           hvp_grad, jacobian_central)
 

@@ -41,6 +41,10 @@ NOISE_FLOOR_ULPS = 2.0
 NOISE_HALF_POINTS = 4
 #: Highest difference order examined by the noise estimator.
 NOISE_MAX_ORDER = 6
+#: Seed tag of the random direction the noise of ``f`` is measured along
+#: (``np.random.default_rng([seed, tag])``), shared by the scalar and vector checks.
+SEED_TAG_NOISE = 0x6E6F6973
+
 #: First spacing of the noise probe, as a power of the evaluation epsilon.
 NOISE_SPACING_POWER = 0.25
 #: Factor by which the probe spacing changes when a try is inconclusive.

@@ -21,7 +21,6 @@ This module
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -29,8 +28,9 @@ import numpy as np
 
 from .. import config
 from ..problem.params import ParamSet, upcast_args
-from ..problem.point import format_entry
-from .stencils import Estimate, Stencil
+from ..problem.noise import combine_readings, noise_by_output, noise_direction
+from ..problem.point import format_entry, probe_complex, upcast_note
+from .stencils import Estimate, Stencil, one_sided_slope
 
 
 def output_array(raw: Any, *, what: str, context: str, shape: tuple[int, ...] | None,
@@ -96,96 +96,6 @@ def _precision(dtype: np.dtype) -> np.dtype:
     if dtype.kind in "fc":
         return np.finfo(dtype).dtype
     return np.dtype(np.float64)
-
-
-def noise_by_output(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ECnoise's difference table for every column of ``values`` at once.
-
-    The vectorized form of :func:`gradprobe.problem.noise.noise_from_table`, which it
-    matches column by column (``tests/test_vector_checks.py`` checks this).
-
-    Parameters
-    ----------
-    values : ndarray, shape (n_points, m)
-        Column ``k`` holds output entry ``k`` at ``x + j * delta * v`` for
-        consecutive ``j``.
-
-    Returns
-    -------
-    level : ndarray, shape (m,)
-        The noise of every output entry (0.0 where ``status`` is not 1).
-    status : ndarray of int, shape (m,)
-        1 success; 2 spacing too small; 3 spacing too large; 0 the column
-        holds a non-finite value.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> t = np.linspace(-4, 4, 9)[:, None] * 1e-3
-    >>> smooth = 1 + t + t ** 2
-    >>> level, status = noise_by_output(np.hstack([smooth + 1e-9 * rng.standard_normal((9, 1)),
-    ...                                            np.ones((9, 1))]))
-    >>> status.tolist(), bool(2e-10 < level[0] < 5e-9)
-    ([1, 2], True)
-    """
-    f = np.asarray(values, dtype=np.float64)
-    n, m = f.shape
-    finite = np.all(np.isfinite(f), axis=0)
-    f = np.where(finite, f, 0.0)
-    orders = min(config.NOISE_MAX_ORDER, n - 1)
-    levels = np.zeros((orders, m))
-    sign_change = np.zeros((orders, m), dtype=bool)
-    too_small = np.zeros(m, dtype=bool)
-    gamma = 1.0
-    for j in range(1, orders + 1):
-        f = np.diff(f, axis=0)
-        if j == 1:
-            too_small = np.count_nonzero(f == 0.0, axis=0) >= n / 2
-        gamma *= 0.5 * j / (2 * j - 1)
-        levels[j - 1] = np.sqrt(gamma * np.mean(f * f, axis=0))
-        sign_change[j - 1] = f.min(axis=0) * f.max(axis=0) < 0.0
-    level = np.zeros(m)
-    status = np.full(m, 3, dtype=np.int64)
-    status[too_small] = 2
-    decided = too_small | ~finite
-    for k in range(orders - 2):
-        window = levels[k:k + 3]
-        low, high = window.min(axis=0), window.max(axis=0)
-        ok = (low > 0) & (high <= 4.0 * low) & sign_change[k] & ~decided
-        level[ok] = levels[k][ok]
-        status[ok] = 1
-        decided |= ok
-    status[~finite] = 0
-    return level, status
-
-
-def combine_readings(first: tuple[np.ndarray, np.ndarray],
-                     second: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Noise per output entry from tables at a spacing and a 100x smaller one.
-
-    Mirrors :func:`gradprobe.problem.noise.estimate_noise`: true noise does not
-    depend on the spacing, so when both readings succeed the smaller wins,
-    unless it shrank with the spacing (a kink crossed by the probe, not
-    noise); a reading that does not survive the smaller spacing (which then
-    sees a smooth table) is dropped. Entries without a reading get 0 (the
-    caller applies its floor).
-
-    Examples
-    --------
-    >>> ok = (np.array([1e-9, 1e-9, 1e-6]), np.array([1, 1, 1]))
-    >>> small = (np.array([2e-9, 0.0, 1e-9]), np.array([1, 3, 1]))
-    >>> combine_readings(ok, small).tolist()
-    [1e-09, 0.0, 0.0]
-    """
-    (l1, s1), (l2, s2) = first, second
-    ok1, ok2 = s1 == 1, s2 == 1
-    low, high = np.minimum(l1, l2), np.maximum(l1, l2)
-    shrank = low < high / np.sqrt(config.NOISE_SPACING_FACTOR)
-    level = np.zeros(l1.shape)
-    level = np.where(ok1 & ok2 & ~shrank, low, level)
-    level = np.where(ok1 & ~ok2 & (s2 == 2), l1, level)
-    level = np.where(~ok1 & ok2, l2, level)
-    return level
 
 
 @dataclass
@@ -279,22 +189,20 @@ class VectorFunction:
                                       context="at the unperturbed point (upcast)",
                                       shape=out_shape)
             except Exception as exc:  # f refused float64 input: evaluate natively
-                notes.append(f"{', '.join(narrow)} evaluated in their own dtype: {what} "
-                             f"raised {type(exc).__name__} for float64 input")
+                notes.append(upcast_note("refused", ", ".join(narrow), what=what,
+                                         detail=type(exc).__name__))
             else:
                 if np.all(np.isfinite(y_wide)):
                     working, used_args, y, did_upcast = wide, wide_args, y_wide, True
                     eval_dtype = _precision(y_wide.dtype)
                     if eval_dtype.itemsize < 8:
-                        notes.append(f"{', '.join(narrow)} upcast to float64, but {what} "
-                                     f"returned {eval_dtype}: the error bars use "
-                                     f"{eval_dtype} noise")
+                        notes.append(upcast_note("narrow result", ", ".join(narrow),
+                                                 what=what, detail=str(eval_dtype)))
                     else:
-                        notes.append(f"{', '.join(narrow)} evaluated in float64 (upcast); "
-                                     "pass upcast=False to evaluate in the inputs' dtype")
+                        notes.append(upcast_note("upcast", ", ".join(narrow), noun="input"))
                 else:
-                    notes.append(f"{', '.join(narrow)} evaluated in their own dtype: "
-                                 f"{what} returned non-finite values for float64 input")
+                    notes.append(upcast_note("not finite", ", ".join(narrow), what=what,
+                                             detail="non-finite values"))
         y0 = y.reshape(-1).astype(np.float64)
         if not np.all(np.isfinite(y0)):
             bad = int(np.flatnonzero(~np.isfinite(y0))[0])
@@ -314,32 +222,14 @@ class VectorFunction:
 
     def _probe_complex(self) -> None:
         """Check that ``f`` carries an imaginary perturbation through to its output."""
-        probe = [a.copy() for a in self.working]
-        flat = probe[0].reshape(-1)
-        flat[0] = flat[0] + 1j * config.COMPLEX_STEP * max(1.0, abs(flat[0].real))
-        name = self.paramset.names[0]
-        hint = (f"method='complex' needs a {self.what} written for complex input (no abs(), "
-                "np.real, comparisons or real-typed buffers on the path of the inputs)")
         self.evaluations += 1
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", np.exceptions.ComplexWarning)
-                raw = self.paramset.call(self.f, probe, self.args)
-        except Exception as exc:
-            raise TypeError(f"{hint}; calling {self.what} with complex {name!r} raised "
-                            f"{type(exc).__name__}: {exc}") from exc
-        value = np.asarray(raw)
-        if value.dtype.kind != "c":
-            raise TypeError(f"{hint}; {self.what} returned a real {value.dtype} for complex "
-                            f"{name!r}, so the imaginary part of the step was dropped")
+        probe_complex(lambda arrays: self.paramset.call(self.f, arrays, self.args),
+                      self.working, self.paramset.names[0], needs=f"a {self.what}",
+                      what=self.what, noun="input")
 
     def _measure_noise(self, seed: int) -> None:
         """Noise of every output entry along one random direction through the inputs."""
-        rng = np.random.default_rng([seed, 0x6E6F6973])
-        base = [a.real.astype(np.float64) for a in self.working]
-        direction = [rng.standard_normal(a.shape) * np.maximum(1.0, np.abs(a)) for a in base]
-        norm = np.sqrt(sum(float(np.sum(d * d)) for d in direction))
-        direction = [d / norm for d in direction]
+        base, direction = noise_direction(self.working, seed)
         eps = float(np.finfo(self.eval_dtype).eps)
         offsets = np.arange(-config.NOISE_HALF_POINTS, config.NOISE_HALF_POINTS + 1)
         spacing = eps ** config.NOISE_SPACING_POWER
@@ -463,7 +353,9 @@ def line_estimate(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float, 
 
 def one_sided_line(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float,
                    vf: VectorFunction) -> tuple[np.ndarray, np.ndarray]:
-    """Left and right one-sided derivatives of every output entry at step ``h``.
+    """Left and right one-sided derivatives of every output entry at step ``h``: the
+    second-order :func:`~gradprobe.differences.stencils.one_sided_slope` through
+    ``x``, ``x +- h`` and ``x +- 2h``, as for the scalar checks' kinks.
 
     Examples
     --------
@@ -477,12 +369,14 @@ def one_sided_line(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float,
     ([-1.0, 1.0], [1.0, 1.0])
     """
     origin_array = np.asarray([np.real(origin)])
-    points = (origin_array[0] + np.array([h, -h])).astype(origin_array.dtype)
-    plus, minus = (np.real(evaluate(p)) for p in points)
-    x = float(origin_array[0])
+    steps = np.array([h, -h, 2 * h, -2 * h])
+    points = (origin_array[0] + steps).astype(origin_array.dtype)
+    plus, minus, plus2, minus2 = (np.real(evaluate(p)) for p in points)
+    x = np.float64(origin_array[0])
+    p = points.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        right = (plus - vf.y0) / (float(points[0]) - x)
-        left = (vf.y0 - minus) / (x - float(points[1]))
+        right = one_sided_slope(vf.y0, x, p[0], plus, p[2], plus2)
+        left = one_sided_slope(vf.y0, x, p[1], minus, p[3], minus2)
     return left, right
 
 

@@ -154,3 +154,112 @@ def estimate_noise(loss_along: Callable[[float], float], spacing: float,
     if found:
         return NoiseEstimate(max(min(found), floor), True, evaluations, slope)
     return NoiseEstimate(floor, False, evaluations, slope)
+
+
+def noise_by_output(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ECnoise's difference table for every column of ``values`` at once.
+
+    The vectorized form of :func:`gradprobe.problem.noise.noise_from_table`, which it
+    matches column by column (``tests/test_vector_checks.py`` checks this).
+
+    Parameters
+    ----------
+    values : ndarray, shape (n_points, m)
+        Column ``k`` holds output entry ``k`` at ``x + j * delta * v`` for
+        consecutive ``j``.
+
+    Returns
+    -------
+    level : ndarray, shape (m,)
+        The noise of every output entry (0.0 where ``status`` is not 1).
+    status : ndarray of int, shape (m,)
+        1 success; 2 spacing too small; 3 spacing too large; 0 the column
+        holds a non-finite value.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> t = np.linspace(-4, 4, 9)[:, None] * 1e-3
+    >>> smooth = 1 + t + t ** 2
+    >>> level, status = noise_by_output(np.hstack([smooth + 1e-9 * rng.standard_normal((9, 1)),
+    ...                                            np.ones((9, 1))]))
+    >>> status.tolist(), bool(2e-10 < level[0] < 5e-9)
+    ([1, 2], True)
+    """
+    f = np.asarray(values, dtype=np.float64)
+    n, m = f.shape
+    finite = np.all(np.isfinite(f), axis=0)
+    f = np.where(finite, f, 0.0)
+    orders = min(config.NOISE_MAX_ORDER, n - 1)
+    levels = np.zeros((orders, m))
+    sign_change = np.zeros((orders, m), dtype=bool)
+    too_small = np.zeros(m, dtype=bool)
+    gamma = 1.0
+    for j in range(1, orders + 1):
+        f = np.diff(f, axis=0)
+        if j == 1:
+            too_small = np.count_nonzero(f == 0.0, axis=0) >= n / 2
+        gamma *= 0.5 * j / (2 * j - 1)
+        levels[j - 1] = np.sqrt(gamma * np.mean(f * f, axis=0))
+        sign_change[j - 1] = f.min(axis=0) * f.max(axis=0) < 0.0
+    level = np.zeros(m)
+    status = np.full(m, 3, dtype=np.int64)
+    status[too_small] = 2
+    decided = too_small | ~finite
+    for k in range(orders - 2):
+        window = levels[k:k + 3]
+        low, high = window.min(axis=0), window.max(axis=0)
+        ok = (low > 0) & (high <= 4.0 * low) & sign_change[k] & ~decided
+        level[ok] = levels[k][ok]
+        status[ok] = 1
+        decided |= ok
+    status[~finite] = 0
+    return level, status
+
+
+def combine_readings(first: tuple[np.ndarray, np.ndarray],
+                     second: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Noise per output entry from tables at a spacing and a 100x smaller one.
+
+    Mirrors :func:`gradprobe.problem.noise.estimate_noise`: true noise does not
+    depend on the spacing, so when both readings succeed the smaller wins,
+    unless it shrank with the spacing (a kink crossed by the probe, not
+    noise); a reading that does not survive the smaller spacing (which then
+    sees a smooth table) is dropped. Entries without a reading get 0 (the
+    caller applies its floor).
+
+    Examples
+    --------
+    >>> ok = (np.array([1e-9, 1e-9, 1e-6]), np.array([1, 1, 1]))
+    >>> small = (np.array([2e-9, 0.0, 1e-9]), np.array([1, 3, 1]))
+    >>> combine_readings(ok, small).tolist()
+    [1e-09, 0.0, 0.0]
+    """
+    (l1, s1), (l2, s2) = first, second
+    ok1, ok2 = s1 == 1, s2 == 1
+    low, high = np.minimum(l1, l2), np.maximum(l1, l2)
+    shrank = low < high / np.sqrt(config.NOISE_SPACING_FACTOR)
+    level = np.zeros(l1.shape)
+    level = np.where(ok1 & ok2 & ~shrank, low, level)
+    level = np.where(ok1 & ~ok2 & (s2 == 2), l1, level)
+    level = np.where(~ok1 & ok2, l2, level)
+    return level
+
+
+def noise_direction(working: list[np.ndarray], seed: int
+                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The base point (real part, float64) and the unit direction the noise of ``f``
+    is measured along: random (seeded), each entry scaled by ``max(1, |x|)``. The
+    scalar and the vector checks measure along the same direction.
+
+    Examples
+    --------
+    >>> base, direction = noise_direction([np.array([1.0, 100.0])], seed=0)
+    >>> round(float(np.sqrt(sum(np.sum(d * d) for d in direction))), 12)
+    1.0
+    """
+    rng = np.random.default_rng([seed, config.SEED_TAG_NOISE])
+    base = [a.real.astype(np.float64) for a in working]
+    direction = [rng.standard_normal(a.shape) * np.maximum(1.0, np.abs(a)) for a in base]
+    norm = np.sqrt(sum(float(np.sum(d * d)) for d in direction))
+    return base, [d / norm for d in direction]

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import config
-from .noise import NoiseEstimate, estimate_noise
+from .noise import NoiseEstimate, estimate_noise, noise_direction
 from .params import ParamSet, loss_value, upcast_args, working_dtype
 
 
@@ -107,6 +107,37 @@ def format_entry(name: str, index: Sequence[int]) -> str:
     return f"{name}[{', '.join(str(int(i)) for i in index)}]"
 
 
+def upcast_note(case: str, narrow: str, *, what: str = "f", noun: str = "parameter",
+                detail: str = "") -> str:
+    """The report's note on how narrow arrays (``narrow``: their names) were evaluated:
+    one wording for the scalar and the vector checks.
+
+    ``case`` is ``"upcast"`` (in float64), ``"narrow result"`` (upcast, but ``what``
+    returned ``detail``, a narrow dtype), ``"refused"`` (``what`` raised ``detail``
+    for float64 input), ``"not finite"`` (it returned ``detail`` for float64
+    input) or ``"float64 only"`` (it raised ``detail`` in their own dtype).
+
+    Examples
+    --------
+    >>> upcast_note("refused", "x", detail="TypeError")
+    'x evaluated in their own dtype: f raised TypeError for float64 input'
+    """
+    if case == "upcast":
+        return (f"{narrow} evaluated in float64 (upcast); pass upcast=False to evaluate "
+                f"in the {noun}s' dtype")
+    if case == "narrow result":
+        return (f"{narrow} upcast to float64, but {what} returned {detail}: the error bars "
+                f"use {detail} noise")
+    if case == "refused":
+        return f"{narrow} evaluated in their own dtype: {what} raised {detail} for float64 input"
+    if case == "not finite":
+        return f"{narrow} evaluated in their own dtype: {what} returned {detail} for float64 input"
+    if case == "float64 only":
+        return (f"{what} raised {detail} for {narrow} in their own dtype; the check "
+                "evaluates it in float64 only")
+    raise ValueError(f"unknown upcast note {case!r}")
+
+
 def _result_dtype(raw: Any, fallback: np.dtype) -> np.dtype:
     """Precision of what ``f`` returned (Python floats count as float64)."""
     if isinstance(raw, (np.ndarray, np.generic)) and raw.dtype.kind in "fc":
@@ -148,8 +179,7 @@ def prepare(f: Callable[..., Any], paramset: ParamSet, args: tuple, *,
             wide_ok = False
         if not wide_ok:
             raise native_error
-        notes.append(f"f raised {type(native_error).__name__} for {narrow} in their own "
-                     "dtype; the check evaluates it in float64 only")
+        notes.append(upcast_note("float64 only", narrow, detail=type(native_error).__name__))
     base_seconds = time.perf_counter() - started
     f0 = loss_value(raw, context="at the unperturbed point")
     if not np.isfinite(f0):
@@ -167,25 +197,22 @@ def prepare(f: Callable[..., Any], paramset: ParamSet, args: tuple, *,
             evaluations += 1
             f0_wide = loss_value(raw_wide, context="at the unperturbed point (upcast)")
         except Exception as exc:  # f refused float64 input: evaluate natively
-            notes.append(f"{narrow} evaluated in their own dtype: f raised "
-                         f"{type(exc).__name__} for float64 input")
+            notes.append(upcast_note("refused", narrow, detail=type(exc).__name__))
         else:
             if np.isfinite(f0_wide):
                 working, used_args, f0, did_upcast = wide, wide_args, f0_wide, True
                 eval_dtype = _result_dtype(raw_wide, config.UPCAST_DTYPE)
                 if eval_dtype.itemsize < 8:
-                    notes.append(f"{narrow} upcast to float64, but f returned "
-                                 f"{eval_dtype}: the error bars use {eval_dtype} noise")
+                    notes.append(upcast_note("narrow result", narrow, detail=str(eval_dtype)))
                 elif native_ran:  # otherwise upcast=False cannot work (noted above)
-                    notes.append(f"{narrow} evaluated in float64 (upcast); pass "
-                                 "upcast=False to evaluate in the parameters' dtype")
+                    notes.append(upcast_note("upcast", narrow))
             else:
-                notes.append(f"{narrow} evaluated in their own dtype: f returned "
-                             f"{f0_wide!r} for float64 input")
+                notes.append(upcast_note("not finite", narrow, detail=repr(f0_wide)))
 
     if complex_step:
         working = [a.astype(np.result_type(a.dtype, np.complex64)) for a in working]
-        _probe_complex(f, paramset, working, used_args)
+        probe_complex(lambda arrays: paramset.call(f, arrays, used_args), working,
+                      paramset.names[0])
         evaluations += 1
 
     problem = Problem(f, paramset, used_args, [np.require(a, requirements="C") for a in working],
@@ -222,35 +249,35 @@ def _call_base(f: Callable[..., Any], paramset: ParamSet, arrays: list[np.ndarra
         raise
 
 
-def _probe_complex(f: Callable[..., Any], paramset: ParamSet,
-                   working: list[np.ndarray], args: tuple) -> None:
-    """Check that ``f`` carries an imaginary perturbation through to its result."""
+def probe_complex(call: Callable[[list[np.ndarray]], Any], working: list[np.ndarray],
+                  name: str, *, needs: str = "an f", what: str = "f",
+                  noun: str = "parameter") -> None:
+    """Check that a function carries an imaginary perturbation through to its result:
+    ``call`` (``f`` bound to its arguments) at the complex ``working`` copies with an
+    imaginary step in the first entry of the first array (``name``). The one probe
+    of the scalar and the vector checks; ``needs``, ``what`` and ``noun`` word the
+    message (``"an f"``, ``"f"``, ``"parameter"``)."""
     probe = [a.copy() for a in working]
     flat = probe[0].reshape(-1)
     flat[0] = flat[0] + 1j * config.COMPLEX_STEP * max(1.0, abs(flat[0].real))
-    name = paramset.names[0]
-    hint = ("method='complex' needs an f written for complex input (no abs(), "
-            "np.real, comparisons or real-typed buffers on the path of the parameters)")
+    hint = (f"method='complex' needs {needs} written for complex input (no abs(), "
+            f"np.real, comparisons or real-typed buffers on the path of the {noun}s)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", np.exceptions.ComplexWarning)
-            raw = paramset.call(f, probe, args)
+            raw = call(probe)
     except Exception as exc:
-        raise TypeError(f"{hint}; calling f with complex {name!r} raised "
+        raise TypeError(f"{hint}; calling {what} with complex {name!r} raised "
                         f"{type(exc).__name__}: {exc}") from exc
     value = np.asarray(raw)
     if value.dtype.kind != "c":
-        raise TypeError(f"{hint}; f returned a real {value.dtype} for complex {name!r}, "
+        raise TypeError(f"{hint}; {what} returned a real {value.dtype} for complex {name!r}, "
                         "so the imaginary part of the step was dropped")
 
 
 def _measure_noise(problem: Problem, seed: int) -> NoiseEstimate:
     """Noise of ``f`` along a random direction through all parameters."""
-    rng = np.random.default_rng([seed, 0x6E6F6973])
-    base = [a.real.astype(np.float64) for a in problem.working]
-    direction = [rng.standard_normal(a.shape) * np.maximum(1.0, np.abs(a)) for a in base]
-    norm = np.sqrt(sum(float(np.sum(d * d)) for d in direction))
-    direction = [d / norm for d in direction]
+    base, direction = noise_direction(problem.working, seed)
     real_dtypes = [a.real.dtype for a in problem.working]
     eps = float(np.finfo(problem.eval_dtype).eps)
     floor = config.NOISE_FLOOR_ULPS * eps * max(abs(problem.f0), np.finfo(np.float64).tiny)
