@@ -232,8 +232,15 @@ class Stencil:
         if self.method == "complex":
             h = np.imag(points[:, 0]).astype(np.float64)
             value = np.imag(losses[:, 0]) / h
-            rel = noise / max(abs(f0), np.finfo(np.float64).tiny)
-            bar = config.NOISE_SAFETY * max(rel, eps) * np.abs(value)
+            # No cancellation: the imaginary part carries the noise of f relative
+            # to the size of f's terms. |f(x)| is that size unless the terms cancel
+            # at the point (f(x) ~ 0, e.g. a loss minus its value there), where the
+            # change of f over the entry's scale, |f'| max(1, |x|), still is.
+            terms = np.maximum(abs(f0), np.abs(value) * scale)
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                rel = np.where(terms > 0, noise / np.maximum(terms, np.finfo(np.float64).tiny),
+                               eps)
+            bar = config.NOISE_SAFETY * np.maximum(rel, eps) * np.abs(value)
             return Estimate(value, bar)
         losses = np.asarray(losses, dtype=np.float64)
         p = np.asarray(points, dtype=np.float64)
