@@ -44,6 +44,7 @@ from ..differences.stencils import Estimate, step_size
 from ..differences.vector import (VectorFunction, line_estimate, one_sided_line, output_array,
                                  scaled)
 from ..verdict.compare import compare_param
+from .grouped import grouped_notes, vjp_by_groups, with_fixed
 
 #: Random directions (cotangents, tangents, Hessian vectors) drawn when the
 #: user gives none. One random direction finds any wrong linear map with
@@ -354,7 +355,7 @@ def check_vjp(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], *,
 
 
 def vjp_check(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], cotangents: Any,
-              args: Any, opts: CheckOptions) -> CheckReport:
+              args: Any, opts: CheckOptions, caller: str = "check_vjp") -> CheckReport:
     """:func:`check_vjp` on options validated by the public function called
     (:func:`check_vjp` or :func:`gradprobe.check_layer`)."""
     from .scalar import run_check
@@ -374,24 +375,42 @@ def vjp_check(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], cotan
     us = _directions(cotangents, "single", ["output"], [y.shape], [out_dtype],
                      arg="cotangents", seed=seed)
     names = paramset.names
+    grads = [paramset.match(_call_with(vjp, u.copy(), paramset, args, "vjp"),
+                            what=f"vjp(cotangents[{k}], ...)", like="the inputs")
+             for k, (u,) in enumerate(us)]
+    grouped = vjp_by_groups(
+        f, paramset, args, [u for (u,) in us], grads, opts,
+        lambda k: _projection(f, paramset, us[k][0], y.shape, f"cotangents[{k}]"), caller)
     runs: list[CheckReport] = []
-    for k, (u,) in enumerate(us):
-        label = f"cotangents[{k}]"
-        grads = paramset.match(_call_with(vjp, u.copy(), paramset, args, "vjp"),
-                               what=f"vjp({label}, ...)", like="the inputs")
-        loss = _projection(f, paramset, u, y.shape, label)
-        runs.append(run_check(loss, dict(zip(names, paramset.arrays)),
-                              dict(zip(names, grads)), args, opts))
-    params = merge_runs([r.params for r in runs])
+    rest = grouped.fallback
+    if rest:  # entry by entry: one scalar check of <u, f> per cotangent
+        fixed = {n: a for n, a in zip(names, paramset.arrays) if n not in rest}
+        for k, (u,) in enumerate(us):
+            loss = _projection(f, paramset, u, y.shape, f"cotangents[{k}]")
+            if fixed:
+                loss = with_fixed(loss, fixed)
+            runs.append(run_check(loss, {n: a for n, a in zip(names, paramset.arrays)
+                                         if n in rest},
+                                  {n: g for n, g in zip(names, grads[k]) if n in rest},
+                                  args, opts))
+    params = merge_runs([{n: (runs[k].params[n] if n in rest else grouped.runs[k][n])
+                          for n in names} for k in range(len(us))])
+    for name, p in params.items():
+        p.strategy = grouped.strategies[name]
     given = cotangents is not None and not isinstance(cotangents, numbers.Integral)
     notes = [f"vector-Jacobian products along {_how_many(len(us), 'cotangent', given, seed)}:"
              " each is the gradient of <u, f>; an entry fails if it fails for any cotangent "
              "and shows the values of the worst one"]
+    notes += grouped_notes(grouped, names, params)
     notes += [n for r in runs for n in r.notes]
-    report = _finish(params, method=runs[0].method, mode=runs[0].mode, backend=runs[0].backend,
-                     evaluations=1 + sum(r.evaluations for r in runs), start=start,
-                     upcast=any(r.upcast for r in runs),
-                     noise=max(r.noise for r in runs), loss=float("nan"), notes=notes)
+    first = runs[0] if runs else None
+    report = _finish(params, method=opts.method if first is None else first.method,
+                     mode=opts.mode if first is None else first.mode,
+                     backend="python" if first is None else first.backend,
+                     evaluations=1 + grouped.evaluations + sum(r.evaluations for r in runs),
+                     start=start, upcast=any(r.upcast for r in runs) or grouped.upcast,
+                     noise=max([r.noise for r in runs] + [grouped.noise]),
+                     loss=float("nan"), notes=notes)
     # fields of directional/auto checks (present in newer CheckReports)
     strategies = {getattr(r, "strategy", None) for r in runs} - {None}
     if len(strategies) == 1:
