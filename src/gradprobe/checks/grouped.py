@@ -24,8 +24,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import config
-from ..differences.compression import (Columns, VjpSink, describe, detect_grouping,
-                                       entry_steps, run_groups)
+from ..differences.compression import (Columns, JacobianSink, VjpSink, describe,
+                                       detect_grouping, entry_steps, run_groups)
 from ..differences.grouping import PatternGrouping, pattern_grouping, split_sparsity
 from ..differences.stencils import Estimate, Stencil
 from ..differences.vector import VectorFunction
@@ -277,5 +277,39 @@ def grouped_notes(grouped: GroupedRuns, names: Sequence[str],
     return notes + grouped.notes
 
 
-__all__ = ["grouped_notes", "with_fixed", "GroupedRuns", "PatternGrouping", "splice", "suspects", "vjp_by_groups",
+__all__ = ["grouped_notes", "jacobian_by_groups", "with_fixed", "GroupedRuns", "PatternGrouping", "splice", "suspects", "vjp_by_groups",
            "why_not_grouped"]
+
+
+def jacobian_by_groups(vf: VectorFunction, opts: CheckOptions,
+                       caller: str) -> tuple[Estimate | None, str]:
+    """The whole Jacobian of a one-input ``vf`` from groups, or ``(None, strategy)``.
+
+    Returns the estimate of every entry (flat, output axes first) and the
+    strategy line; ``None`` when the caller must go column by column.
+    """
+    size = int(vf.working[0].size)
+    name = vf.paramset.names[0]
+    reason = why_not_grouped(opts)
+    if reason is not None:
+        return None, f"entry by entry: {reason}"
+    pattern = split_sparsity(opts.sparsity, [name], "single", caller)[0]
+    if pattern is None and size < config.COMPRESSION_MIN_ENTRIES:
+        return None, f"entry by entry: {size} entries, too few to group"
+    rng = np.random.default_rng([opts.seed, _SEED_TAG])
+    if pattern is not None:
+        grouping: Any = pattern_grouping(pattern, vf.size, vf.working[0].shape, name, caller)
+        why = "the given sparsity has overlapping outputs" if grouping.groups >= size else ""
+    else:
+        grouping, why = detect_grouping(vf, 0, opts.method, opts.eps, rng)
+    if grouping is None or why:
+        return None, f"entry by entry: {why}"
+    h0, scale = entry_steps(vf, 0, opts.method, opts.eps)
+    sink = JacobianSink(vf, opts.method, h0, scale)
+    rejected = run_groups(Columns(vf, 0, opts.method, h0, scale), grouping, sink, rng)
+    if rejected:
+        return None, f"entry by entry: grouping rejected ({rejected})"
+    estimate = Estimate(sink.value.reshape(-1), sink.bar.reshape(-1),
+                        None if sink.left is None else sink.left.reshape(-1),
+                        None if sink.right is None else sink.right.reshape(-1))
+    return estimate, describe(grouping.groups, size, grouping.how)

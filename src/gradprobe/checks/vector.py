@@ -44,7 +44,7 @@ from ..differences.stencils import Estimate, step_size
 from ..differences.vector import (VectorFunction, line_estimate, one_sided_line, output_array,
                                  scaled)
 from ..verdict.compare import compare_param
-from .grouped import grouped_notes, vjp_by_groups, with_fixed
+from .grouped import grouped_notes, jacobian_by_groups, vjp_by_groups, with_fixed
 
 #: Random directions (cotangents, tangents, Hessian vectors) drawn when the
 #: user gives none. One random direction finds any wrong linear map with
@@ -656,9 +656,9 @@ def check_jacobian(f: Callable[..., Any], x: Any, jac: Any, *, args: tuple = (),
     'localized: 1 entry of 6 wrong: output[1] / x[2]'
     """
     start = time.perf_counter()
-    CheckOptions.build("check_jacobian", dict(method=method, eps=eps, rtol=rtol, atol=atol,
-                                              seed=seed, upcast=upcast, backend=backend,
-                                              **options))
+    opts = CheckOptions.build("check_jacobian", dict(method=method, eps=eps, rtol=rtol,
+                                                     atol=atol, seed=seed, upcast=upcast,
+                                                     backend=backend, **options))
     _callable("f", f)
     eps, rtol, atol, seed, upcast, args = _vector_options(method, eps, rtol, atol, seed,
                                                           upcast, backend, args)
@@ -687,19 +687,21 @@ def check_jacobian(f: Callable[..., Any], x: Any, jac: Any, *, args: tuple = (),
             return vf.with_entry(0, j, p, context=f"with {format_entry(xname, index)} = {p!r}")
         return evaluate, origin, h
 
-    value = np.empty((m, n))
-    bar = np.empty((m, n))
-    left = np.empty((m, n)) if method in ("central", "richardson") else None
-    right = np.empty((m, n)) if left is not None else None
-    for j in range(n):
-        evaluate, origin, h = line(j)
-        est = line_estimate(evaluate, origin, h, method, vf)
-        value[:, j], bar[:, j] = est.value, est.error_bar
-        if left is not None:
-            left[:, j], right[:, j] = est.left, est.right
-    estimate = Estimate(value.reshape(-1), bar.reshape(-1),
-                        None if left is None else left.reshape(-1),
-                        None if right is None else right.reshape(-1))
+    estimate, strategy = jacobian_by_groups(vf, opts, "check_jacobian")
+    if estimate is None:  # one column per entry of x
+        value = np.empty((m, n))
+        bar = np.empty((m, n))
+        left = np.empty((m, n)) if method in ("central", "richardson") else None
+        right = np.empty((m, n)) if left is not None else None
+        for j in range(n):
+            evaluate, origin, h = line(j)
+            est = line_estimate(evaluate, origin, h, method, vf)
+            value[:, j], bar[:, j] = est.value, est.error_bar
+            if left is not None:
+                left[:, j], right[:, j] = est.left, est.right
+        estimate = Estimate(value.reshape(-1), bar.reshape(-1),
+                            None if left is None else left.reshape(-1),
+                            None if right is None else right.reshape(-1))
 
     def by_column(positions: np.ndarray, compute: Callable[[int], tuple]) -> list[np.ndarray]:
         rows, cols = np.divmod(positions, n)  # every entry is checked: position = flat index
@@ -734,8 +736,12 @@ def check_jacobian(f: Callable[..., Any], x: Any, jac: Any, *, args: tuple = (),
     report = compare_param("jacobian", full_shape, vf.out_dtype, None, jac_array, estimate,
                            rtol=rtol, atol=atol, refine=refine, kink_probe=kink_probe)
     notes = [f"Jacobian of shape {vf.out_shape} + {x_shape}: jacobian[i..., j...] = "
-             f"d output[i...] / d {xname}[j...], from {method} differences of f, one "
-             f"column per entry of {xname}"] + _noise_notes(vf) + vf.notes
+             f"d output[i...] / d {xname}[j...], from {method} differences of f, "
+             + (f"one column per entry of {xname}" if strategy.startswith("entry")
+                else "columns read from groups of entries with disjoint outputs")] \
+        + _noise_notes(vf) + vf.notes
+    report.strategy = strategy
+    notes.append(f"{xname}: {strategy}")
     params = {"jacobian": report}
     diagnose_all(params)
     split = len(vf.out_shape)

@@ -347,3 +347,39 @@ def describe(groups: int, size: int, how: str) -> str:
     """
     noun = "group" if groups == 1 else "groups"
     return f"compressed: {groups:,} {noun} for {size:,} entries ({how}, verified)"
+
+
+#: Rounding part of the error bar, in units of ``rounding / h`` (:meth:`Stencil.estimate`).
+_ROUNDING_PER_STEP = {"central": 1.0, "forward": 2.0, "richardson": 1.5, "complex": 0.0}
+
+
+class JacobianSink:
+    """Writes grouped columns into dense ``(out.size, in.size)`` arrays (check_jacobian).
+
+    An output a member does not own gets the value 0 and the rounding part of
+    the error bar a single-entry column would have there.
+    """
+
+    def __init__(self, vf: VectorFunction, method: str, h0: float, scale: np.ndarray):
+        m, n = vf.size, scale.size
+        self.scale = scale
+        self.value = np.zeros((m, n))
+        self.bar = np.zeros((m, n))
+        sided = method in ("central", "richardson")
+        self.left = np.zeros((m, n)) if sided else None
+        self.right = np.zeros((m, n)) if sided else None
+        floor = config.NOISE_FLOOR_ULPS * vf.eps * np.abs(vf.y0)
+        self.rounding = _ROUNDING_PER_STEP[method] * config.NOISE_SAFETY * \
+            np.maximum(vf.noise, floor) / h0
+
+    def __call__(self, members: np.ndarray, owners: np.ndarray, valid: np.ndarray,
+                 est: Estimate) -> None:
+        inverse = 1.0 / self.scale[members]
+        self.bar[:, members] = self.rounding[:, None] * inverse[None, :]
+        rows = np.flatnonzero(valid)
+        cols = owners[valid]
+        self.value[rows, cols] = est.value[valid] / self.scale[cols]
+        self.bar[rows, cols] = est.error_bar[valid] / self.scale[cols]
+        if self.left is not None:
+            self.left[rows, cols] = est.left[valid] / self.scale[cols]
+            self.right[rows, cols] = est.right[valid] / self.scale[cols]
