@@ -215,7 +215,7 @@ def suspects(report: ParamReport) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from gradprobe.verdict import compare_param
+    >>> from gradprobe.verdict.compare import compare_param
     >>> r = compare_param("w", (3,), np.float64, None, np.array([1.0, 2.0, 3.5]),
     ...                   Estimate(np.array([1.0, 2.0, 3.0]), np.zeros(3)), rtol=None,
     ...                   atol=None)
