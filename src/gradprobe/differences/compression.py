@@ -202,13 +202,15 @@ class Columns:
         move = self.scale[members] if weights is None else self.scale[members] * weights
         name = vf.paramset.names[p]
 
+        flat = vf.working[p].reshape(-1)   # the private working copy, restored below
+        original = flat[members].copy()
+
         def evaluate(s: Any) -> np.ndarray:
-            arrays = list(vf.working)
-            array = arrays[p].copy()
-            flat = array.reshape(-1)
-            flat[members] = (flat[members] + s * move).astype(array.dtype, copy=False)
-            arrays[p] = array
-            return vf.output(arrays, f"with {what} of {name} moved by {s!r} steps")
+            try:
+                flat[members] = (original + s * move).astype(flat.dtype, copy=False)
+                return vf.output(vf.working, f"with {what} of {name} moved by {s!r} steps")
+            finally:
+                flat[members] = original
 
         return line_estimate(evaluate, 0.0, self.h0, method or self.method, vf)
 
@@ -323,14 +325,18 @@ class VjpSink:
         k, n = self.us.shape[0], scale.size
         self.value = np.zeros((k, n))
         self.bar = np.zeros((k, n))
+        self._position = np.zeros(n, dtype=np.int64)   # flat entry -> place in its group
 
     def __call__(self, members: np.ndarray, owners: np.ndarray, valid: np.ndarray,
                  est: Estimate) -> None:
-        local = np.searchsorted(members, owners[valid])
-        value, bar = est.value[valid], est.error_bar[valid]
+        self._position[members] = np.arange(members.size)
+        if valid.all():   # every output owned (dense layers): no subsets to copy
+            local, value, bar, us = self._position[owners], est.value, est.error_bar, self.us
+        else:
+            local = self._position[owners[valid]]
+            value, bar, us = est.value[valid], est.error_bar[valid], self.us[:, valid]
         inverse = 1.0 / self.scale[members]
-        for k, u in enumerate(self.us):
-            uk = u[valid]
+        for k, uk in enumerate(us):
             self.value[k, members] += np.bincount(local, uk * value,
                                                   minlength=members.size) * inverse
             self.bar[k, members] += np.bincount(local, np.abs(uk) * bar,
