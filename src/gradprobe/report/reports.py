@@ -79,10 +79,8 @@ class ParamReport:
         fail a direction, in gradient units. ``None`` when every entry was
         compared (or a sample, with no directions).
     strategy : str or None
-        How the numerical derivatives of this parameter were computed and why,
-        for checks of array-valued functions (``"compressed: 513 groups for
-        262,144 entries (...)"``, ``"entry by entry: outputs overlap"``);
-        None for checks of a scalar loss.
+        Array-valued checks: how this parameter was differentiated and why
+        (``"compressed: 513 groups ..."``, ``"entry by entry: outputs overlap"``).
 
     Examples
     --------
