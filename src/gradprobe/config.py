@@ -301,3 +301,26 @@ C_KERNEL_POINTS_PER_ENTRY = (1, 2, 4)
 #: The C engine hands the kernel at most this many entries per call, so a
 #: long check sees Ctrl-C between calls (a launch costs a few microseconds).
 C_KERNEL_BATCH_ROWS = 8192
+
+# -- compressed Jacobians (check_vjp, check_layer, check_jacobian) -------------------
+
+#: Values of the ``compression`` option: ``"auto"`` groups entries whose
+#: outputs do not overlap (found from the function, verified, falling back
+#: per parameter); ``False`` perturbs one entry at a time.
+COMPRESSION_MODES = ("auto", False)
+#: Parameters with fewer entries than this are checked entry by entry: finding
+#: and verifying a grouping costs more evaluations than it could save.
+COMPRESSION_MIN_ENTRIES = 16
+#: An output entry is in the support of an input entry when perturbing that
+#: entry by its difference step moves it by more than this many times its
+#: measured noise.
+SUPPORT_NOISE_FACTOR = 8.0
+#: Random entries of each parameter whose supports are probed (one evaluation
+#: each) on top of the centre and its neighbours along every axis.
+SUPPORT_RANDOM_PROBES = 4
+#: Random entries of each compressed parameter evaluated alone (one column of
+#: the Jacobian each) to verify the grouping before it is trusted.
+VERIFY_ENTRIES = 3
+#: A grouping is rejected when a verification differs from the compressed
+#: columns by more than this many times the two error bars together.
+VERIFY_BAR_FACTOR = 2.0

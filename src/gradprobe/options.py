@@ -83,10 +83,14 @@ CHECK_DEFAULTS: dict[str, Any] = {
     "mode": "full", "method": "central", "eps": None, "rtol": None, "atol": None,
     "samples": None, "directions": None, "seed": 0, "backend": "auto", "workers": None,
     "progress": None, "upcast": True, "budget_s": None, "client": None,
+    "compression": "auto", "sparsity": None,
 }
 
 _ARRAY_VALUED = "differences of array-valued functions"
 _NO_AUTO = "it has no mode='auto'"
+_SCALAR = "a scalar loss has one output, so its entries cannot be grouped by output"
+#: compression= and sparsity= mean nothing for checks of a scalar loss.
+_NO_GROUPS = {"compression": _SCALAR, "sparsity": _SCALAR}
 
 
 def _array_valued(directions: str) -> dict[str, str]:
@@ -106,13 +110,13 @@ def _array_valued(directions: str) -> dict[str, str]:
 #: For each public entry point, the options of :func:`gradprobe.check` that
 #: mean nothing for it, and why (every other option is accepted).
 NOT_APPLICABLE: dict[str, dict[str, str]] = {
-    "check": {},
-    "assert_gradients": {},
+    "check": dict(_NO_GROUPS),
+    "assert_gradients": dict(_NO_GROUPS),
     "check_vjp": {},
     "check_layer": {},
-    "GradientMonitor": {},
-    "gradcheck": {},
-    "numerical_gradient": {
+    "GradientMonitor": dict(_NO_GROUPS),
+    "gradcheck": dict(_NO_GROUPS),
+    "numerical_gradient": {**_NO_GROUPS,
         "mode": "it estimates every entry: there is no verdict to sample for",
         "rtol": "it returns the numerical gradient and judges nothing",
         "atol": "it returns the numerical gradient and judges nothing",
@@ -121,17 +125,24 @@ NOT_APPLICABLE: dict[str, dict[str, str]] = {
         "budget_s": _NO_AUTO,
     },
     "check_model": {
+        **_NO_GROUPS,
         "directions": "the structured check has no mode='directional': its full check costs "
                       "a few milliseconds per million entries",
         "budget_s": "the structured check has no mode='auto': its full check is cheap",
         "client": "it runs on gradprobe.nn's own Numba or C kernels, not on a Dask cluster",
     },
-    "check_jvp": _array_valued("its directions are the tangents: pass tangents=k for k "
-                               "random tangents"),
+    "check_jvp": {**_array_valued("its directions are the tangents: pass tangents=k for k "
+                                  "random tangents"),
+                  "compression": "it differentiates along each tangent: two evaluations "
+                                 "per tangent give every output, there is nothing to group",
+                  "sparsity": "it differentiates along each tangent and needs no pattern"},
     "check_jacobian": _array_valued("it perturbs every entry of x, one Jacobian column "
                                     "at a time"),
-    "check_hvp": _array_valued("its directions are the vectors: pass vectors=k for k "
-                               "random vectors"),
+    "check_hvp": {**_array_valued("its directions are the vectors: pass vectors=k for k "
+                                  "random vectors"),
+                  "compression": "it differentiates along each vector: there is nothing to "
+                                 "group",
+                  "sparsity": "it differentiates along each vector and needs no pattern"},
 }
 
 
@@ -169,6 +180,8 @@ class CheckOptions:
     upcast: bool = True
     budget_s: float | None = None
     client: Any = None
+    compression: Any = "auto"
+    sparsity: Any = None
 
     def __post_init__(self) -> None:
         from . import config
@@ -201,6 +214,24 @@ class CheckOptions:
         if self.samples is not None and self.mode not in ("sample", "auto"):
             raise ValueError(f"samples={self.samples} is only used with mode='sample' or "
                              f"mode='auto' (mode={self.mode!r})")
+        if self.compression is True:
+            put("compression", "auto")
+        if isinstance(self.compression, np.bool_):
+            put("compression", bool(self.compression))
+        if not any(self.compression is v or (isinstance(v, str) and self.compression == v)
+                   for v in config.COMPRESSION_MODES):
+            raise ValueError(f"compression={self.compression!r} is not valid; expected "
+                             "'auto' (group entries whose outputs do not overlap, verified) "
+                             "or False (entry by entry)")
+        if self.sparsity is not None and self.compression is False:
+            raise ValueError("sparsity= is only used with compression='auto' "
+                             "(compression=False checks entry by entry); drop one of them")
+        if self.sparsity is not None and not (
+                isinstance(self.sparsity, (dict, tuple, list, np.ndarray))
+                or hasattr(self.sparsity, "tocsc")):
+            raise TypeError(f"sparsity must be an array or sparse matrix of shape (output "
+                            f"size, input size), or a dict/tuple of them per input; got "
+                            f"{type(self.sparsity).__name__}")
         if self.budget_s is not None and self.mode != "auto":
             raise ValueError(f"budget_s={self.budget_s:g} is only used with mode='auto' "
                              f"(mode={self.mode!r})")

@@ -382,7 +382,8 @@ def check_layer(layer: Any, x: Any, *, cotangents: Any = None, seed: int = 0,
                          "cannot be deep-copied, so it is checked in place; use workers=1")
     point = {input_name: x_array.copy(), **{n: a.copy() for n, a in params.items()}}
     try:
-        report = vjp_check(copies.forward, point, copies.vjp, cotangents, (), opts)
+        report = vjp_check(copies.forward, point, copies.vjp, cotangents, (), opts,
+                           caller="check_layer")
     finally:
         copies.restore()
     how = "on the layer itself (restored afterwards)" if copies.in_place else \

@@ -44,6 +44,7 @@ from ..differences.stencils import Estimate, step_size
 from ..differences.vector import (VectorFunction, line_estimate, one_sided_line, output_array,
                                  scaled)
 from ..verdict.compare import compare_param
+from .grouped import grouped_notes, jacobian_by_groups, vjp_by_groups, with_fixed
 
 #: Random directions (cotangents, tangents, Hessian vectors) drawn when the
 #: user gives none. One random direction finds any wrong linear map with
@@ -354,7 +355,7 @@ def check_vjp(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], *,
 
 
 def vjp_check(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], cotangents: Any,
-              args: Any, opts: CheckOptions) -> CheckReport:
+              args: Any, opts: CheckOptions, caller: str = "check_vjp") -> CheckReport:
     """:func:`check_vjp` on options validated by the public function called
     (:func:`check_vjp` or :func:`gradprobe.check_layer`)."""
     from .scalar import run_check
@@ -374,24 +375,42 @@ def vjp_check(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], cotan
     us = _directions(cotangents, "single", ["output"], [y.shape], [out_dtype],
                      arg="cotangents", seed=seed)
     names = paramset.names
+    grads = [paramset.match(_call_with(vjp, u.copy(), paramset, args, "vjp"),
+                            what=f"vjp(cotangents[{k}], ...)", like="the inputs")
+             for k, (u,) in enumerate(us)]
+    grouped = vjp_by_groups(
+        f, paramset, args, [u for (u,) in us], grads, opts,
+        lambda k: _projection(f, paramset, us[k][0], y.shape, f"cotangents[{k}]"), caller)
     runs: list[CheckReport] = []
-    for k, (u,) in enumerate(us):
-        label = f"cotangents[{k}]"
-        grads = paramset.match(_call_with(vjp, u.copy(), paramset, args, "vjp"),
-                               what=f"vjp({label}, ...)", like="the inputs")
-        loss = _projection(f, paramset, u, y.shape, label)
-        runs.append(run_check(loss, dict(zip(names, paramset.arrays)),
-                              dict(zip(names, grads)), args, opts))
-    params = merge_runs([r.params for r in runs])
+    rest = grouped.fallback
+    if rest:  # entry by entry: one scalar check of <u, f> per cotangent
+        fixed = {n: a for n, a in zip(names, paramset.arrays) if n not in rest}
+        for k, (u,) in enumerate(us):
+            loss = _projection(f, paramset, u, y.shape, f"cotangents[{k}]")
+            if fixed:
+                loss = with_fixed(loss, fixed)
+            runs.append(run_check(loss, {n: a for n, a in zip(names, paramset.arrays)
+                                         if n in rest},
+                                  {n: g for n, g in zip(names, grads[k]) if n in rest},
+                                  args, opts))
+    params = merge_runs([{n: (runs[k].params[n] if n in rest else grouped.runs[k][n])
+                          for n in names} for k in range(len(us))])
+    for name, p in params.items():
+        p.strategy = grouped.strategies[name]
     given = cotangents is not None and not isinstance(cotangents, numbers.Integral)
     notes = [f"vector-Jacobian products along {_how_many(len(us), 'cotangent', given, seed)}:"
              " each is the gradient of <u, f>; an entry fails if it fails for any cotangent "
              "and shows the values of the worst one"]
+    notes += grouped_notes(grouped, names, params)
     notes += [n for r in runs for n in r.notes]
-    report = _finish(params, method=runs[0].method, mode=runs[0].mode, backend=runs[0].backend,
-                     evaluations=1 + sum(r.evaluations for r in runs), start=start,
-                     upcast=any(r.upcast for r in runs),
-                     noise=max(r.noise for r in runs), loss=float("nan"), notes=notes)
+    first = runs[0] if runs else None
+    report = _finish(params, method=opts.method if first is None else first.method,
+                     mode=opts.mode if first is None else first.mode,
+                     backend="python" if first is None else first.backend,
+                     evaluations=1 + grouped.evaluations + sum(r.evaluations for r in runs),
+                     start=start, upcast=any(r.upcast for r in runs) or grouped.upcast,
+                     noise=max([r.noise for r in runs] + [grouped.noise]),
+                     loss=float("nan"), notes=notes)
     # fields of directional/auto checks (present in newer CheckReports)
     strategies = {getattr(r, "strategy", None) for r in runs} - {None}
     if len(strategies) == 1:
@@ -637,9 +656,9 @@ def check_jacobian(f: Callable[..., Any], x: Any, jac: Any, *, args: tuple = (),
     'localized: 1 entry of 6 wrong: output[1] / x[2]'
     """
     start = time.perf_counter()
-    CheckOptions.build("check_jacobian", dict(method=method, eps=eps, rtol=rtol, atol=atol,
-                                              seed=seed, upcast=upcast, backend=backend,
-                                              **options))
+    opts = CheckOptions.build("check_jacobian", dict(method=method, eps=eps, rtol=rtol,
+                                                     atol=atol, seed=seed, upcast=upcast,
+                                                     backend=backend, **options))
     _callable("f", f)
     eps, rtol, atol, seed, upcast, args = _vector_options(method, eps, rtol, atol, seed,
                                                           upcast, backend, args)
@@ -668,19 +687,21 @@ def check_jacobian(f: Callable[..., Any], x: Any, jac: Any, *, args: tuple = (),
             return vf.with_entry(0, j, p, context=f"with {format_entry(xname, index)} = {p!r}")
         return evaluate, origin, h
 
-    value = np.empty((m, n))
-    bar = np.empty((m, n))
-    left = np.empty((m, n)) if method in ("central", "richardson") else None
-    right = np.empty((m, n)) if left is not None else None
-    for j in range(n):
-        evaluate, origin, h = line(j)
-        est = line_estimate(evaluate, origin, h, method, vf)
-        value[:, j], bar[:, j] = est.value, est.error_bar
-        if left is not None:
-            left[:, j], right[:, j] = est.left, est.right
-    estimate = Estimate(value.reshape(-1), bar.reshape(-1),
-                        None if left is None else left.reshape(-1),
-                        None if right is None else right.reshape(-1))
+    estimate, strategy = jacobian_by_groups(vf, opts, "check_jacobian")
+    if estimate is None:  # one column per entry of x
+        value = np.empty((m, n))
+        bar = np.empty((m, n))
+        left = np.empty((m, n)) if method in ("central", "richardson") else None
+        right = np.empty((m, n)) if left is not None else None
+        for j in range(n):
+            evaluate, origin, h = line(j)
+            est = line_estimate(evaluate, origin, h, method, vf)
+            value[:, j], bar[:, j] = est.value, est.error_bar
+            if left is not None:
+                left[:, j], right[:, j] = est.left, est.right
+        estimate = Estimate(value.reshape(-1), bar.reshape(-1),
+                            None if left is None else left.reshape(-1),
+                            None if right is None else right.reshape(-1))
 
     def by_column(positions: np.ndarray, compute: Callable[[int], tuple]) -> list[np.ndarray]:
         rows, cols = np.divmod(positions, n)  # every entry is checked: position = flat index
@@ -715,8 +736,12 @@ def check_jacobian(f: Callable[..., Any], x: Any, jac: Any, *, args: tuple = (),
     report = compare_param("jacobian", full_shape, vf.out_dtype, None, jac_array, estimate,
                            rtol=rtol, atol=atol, refine=refine, kink_probe=kink_probe)
     notes = [f"Jacobian of shape {vf.out_shape} + {x_shape}: jacobian[i..., j...] = "
-             f"d output[i...] / d {xname}[j...], from {method} differences of f, one "
-             f"column per entry of {xname}"] + _noise_notes(vf) + vf.notes
+             f"d output[i...] / d {xname}[j...], from {method} differences of f, "
+             + (f"one column per entry of {xname}" if strategy.startswith("entry")
+                else "columns read from groups of entries with disjoint outputs")] \
+        + _noise_notes(vf) + vf.notes
+    report.strategy = strategy
+    notes.append(f"{xname}: {strategy}")
     params = {"jacobian": report}
     diagnose_all(params)
     split = len(vf.out_shape)

@@ -226,7 +226,13 @@ class Stencil:
         x = np.asarray(x, dtype=np.float64)
         scale = np.maximum(1.0, np.abs(x))
         model_scale = scale if length is None else np.minimum(scale, length)
-        magnitude = np.maximum(abs(f0), np.max(np.abs(losses), axis=1))
+        # column by column: a reduction along the short axis of (k, points) is slow
+        # for the many rows of array-valued functions (same values)
+        sizes = np.abs(losses)
+        largest = sizes[:, 0]
+        for column in range(1, sizes.shape[1]):
+            largest = np.maximum(largest, sizes[:, column])
+        magnitude = np.maximum(abs(f0), largest)
         floor = config.NOISE_FLOOR_ULPS * eps * magnitude
         rounding = config.NOISE_SAFETY * np.maximum(noise, floor)
         if self.method == "complex":

@@ -78,6 +78,9 @@ class ParamReport:
         or ``"auto"``): the smallest error in any one entry that was sure to
         fail a direction, in gradient units. ``None`` when every entry was
         compared (or a sample, with no directions).
+    strategy : str or None
+        Array-valued checks: how this parameter was differentiated and why
+        (``"compressed: 513 groups ..."``, ``"entry by entry: outputs overlap"``).
 
     Examples
     --------
@@ -113,6 +116,7 @@ class ParamReport:
     #: Passing entries whose error bar stays wider than ``config.UNRESOLVED_FACTOR``
     #: times their tolerance (None: not judged), see :attr:`status`.
     unresolved_mask: np.ndarray | None = None
+    strategy: str | None = None
 
     # -- lazily recomputed per-entry arrays --------------------------------------
     def _recompute(self, key: str) -> np.ndarray:
@@ -305,7 +309,7 @@ class ParamReport:
             "worst_index": None if self.worst_index is None else list(self.worst_index),
             **_index_list("failed_indices", self._at(self.failed_mask), self.shape),
             **_index_list("kinks", self._at(self.kink_mask), self.shape),
-            "diagnosis": self.diagnosis, "refined": self.refined,
+            "diagnosis": self.diagnosis, "refined": self.refined, "strategy": self.strategy,
             "rtol": self.rtol, "atol": self.atol,
             "resolution": None if self.resolution is None else _json_float(self.resolution),
             "worst_entries": [{k: _json_float(v) if isinstance(v, float) else v
