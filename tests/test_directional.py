@@ -8,7 +8,8 @@ import pytest
 
 import gradprobe as gp
 from gradprobe.checks.directional import directional_check
-from gradprobe.differences.directional import DirectionalProbe, displace
+from gradprobe.differences.directional import DirectionalProbe
+from gradprobe.engines.python import displace
 from gradprobe.engines.python import PythonEngine
 from gradprobe.problem.params import ParamSet
 from gradprobe.problem.point import prepare

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 
 from .. import config
+from ..engines.python import displace
 from .stencils import Stencil, step_size
 
 if TYPE_CHECKING:
@@ -45,36 +46,6 @@ if TYPE_CHECKING:
 
 #: One direction: per parameter ``None`` (not displaced) or a flat float64 array.
 Direction = list
-
-
-def displace(working: np.ndarray, direction: np.ndarray | None,
-             step: float | complex) -> np.ndarray:
-    """``working + step * direction`` in the working copy's dtype: the point engines evaluate.
-
-    Parameters
-    ----------
-    working : ndarray
-        A parameter's working copy (never written).
-    direction : ndarray or None
-        Flat float64 displacement per unit step, or ``None`` (unchanged).
-    step : float or complex
-        Step along the direction (imaginary for the complex step).
-
-    Returns
-    -------
-    ndarray
-        A new array of ``working``'s shape and dtype (``working`` itself for
-        ``None``). The sum is formed in float64 (complex128) and rounded once.
-
-    Examples
-    --------
-    >>> displace(np.array([1.0, 2.0], np.float32), np.array([0.5, -0.25]), 2.0)
-    array([2. , 1.5], dtype=float32)
-    """
-    if direction is None:
-        return working
-    flat = working.reshape(-1)
-    return (flat + step * direction).astype(working.dtype, copy=False).reshape(working.shape)
 
 
 def evaluate_along(engine: "Engine", problem: "Problem", directions: Sequence[Direction],

@@ -101,7 +101,6 @@ def evaluate_directions(problem: "Problem", directions: list, steps: np.ndarray,
     >>> evaluate_directions(problem, [[np.array([1.0, -1.0])]], np.array([0.5, -0.5]))
     array([[2.5, 2.5]])
     """
-    from ..differences.directional import displace
 
     dtype = np.complex128 if problem.complex_step else np.float64
     out = np.empty((len(directions), len(steps)), dtype=dtype)
@@ -117,3 +116,33 @@ def evaluate_directions(problem: "Problem", directions: list, steps: np.ndarray,
             out[i, j] = value
             problem.evaluations += 1
     return out
+
+
+def displace(working: np.ndarray, direction: np.ndarray | None,
+             step: float | complex) -> np.ndarray:
+    """``working + step * direction`` in the working copy's dtype: the point engines evaluate.
+
+    Parameters
+    ----------
+    working : ndarray
+        A parameter's working copy (never written).
+    direction : ndarray or None
+        Flat float64 displacement per unit step, or ``None`` (unchanged).
+    step : float or complex
+        Step along the direction (imaginary for the complex step).
+
+    Returns
+    -------
+    ndarray
+        A new array of ``working``'s shape and dtype (``working`` itself for
+        ``None``). The sum is formed in float64 (complex128) and rounded once.
+
+    Examples
+    --------
+    >>> displace(np.array([1.0, 2.0], np.float32), np.array([0.5, -0.25]), 2.0)
+    array([2. , 1.5], dtype=float32)
+    """
+    if direction is None:
+        return working
+    flat = working.reshape(-1)
+    return (flat + step * direction).astype(working.dtype, copy=False).reshape(working.shape)
