@@ -15,7 +15,7 @@ from .directional import directional_check
 from ..differences.estimation import estimate_entries, select_entries
 from ..verdict.entries import check_entries
 from ..options import CheckOptions
-from ..problem.params import ParamSet, Structure
+from ..problem.params import ParamSet, Structure, as_args
 from ..problem.point import prepare
 from ..report.reports import CheckReport
 from ..differences.stencils import Stencil
@@ -26,12 +26,7 @@ def _validate_call(f: Any, args: Any) -> tuple:
     """``f`` must be callable and ``args`` a tuple (a list is accepted)."""
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
-    if isinstance(args, list):
-        args = tuple(args)
-    if not isinstance(args, tuple):
-        raise TypeError(f"args must be a tuple of extra arguments for f, got "
-                        f"{type(args).__name__} (write args=(value,) for one argument)")
-    return args
+    return as_args(args)
 
 
 def _is_model(f: Any) -> bool:

@@ -37,7 +37,7 @@ from .. import config
 from .scalar import check
 from ..options import CheckOptions, choice, positive_float, seed_value
 from ..verdict.diagnosis import diagnose_all
-from ..problem.params import ParamSet, loss_value, match_structure
+from ..problem.params import ParamSet, as_args, loss_value, match_structure
 from ..problem.point import format_entry
 from ..report.reports import CheckReport, ParamReport
 from ..differences.stencils import Estimate, step_size
@@ -65,15 +65,6 @@ def _callable(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be callable, got {type(value).__name__}")
 
 
-def _args(args: Any) -> tuple:
-    if isinstance(args, list):
-        args = tuple(args)
-    if not isinstance(args, tuple):
-        raise TypeError(f"args must be a tuple of extra arguments for f, got "
-                        f"{type(args).__name__} (write args=(value,) for one argument)")
-    return args
-
-
 def _seed(seed: Any) -> int:
     seed_value(seed)
     return int(seed)
@@ -98,7 +89,7 @@ def _vector_options(method: Any, eps: Any, rtol: Any, atol: Any, seed: Any, upca
                              "array-valued functions run on the Python engine; use "
                              "backend='auto' or 'python'")
         choice("backend", backend, ("auto", "python"))
-    return eps, rtol, atol, _seed(seed), _upcast(upcast), _args(args)
+    return eps, rtol, atol, _seed(seed), _upcast(upcast), as_args(args)
 
 
 def _inputs(inputs: Any, f: Callable[..., Any], *, arg: str = "inputs") -> ParamSet:
@@ -363,7 +354,7 @@ def vjp_check(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], cotan
     start = time.perf_counter()
     _callable("f", f)
     _callable("vjp", vjp)
-    args, seed = _args(args), opts.seed
+    args, seed = as_args(args), opts.seed
     paramset = _inputs(inputs, f)
     y = output_array(paramset.call(f, [a.copy() for a in paramset.arrays], args), what="f",
                      context="at the unperturbed point", shape=None)

@@ -464,3 +464,19 @@ def loss_value(value: Any, *, context: str, allow_complex: bool = False) -> floa
             raise TypeError(f"f returned a complex value {context}; the loss must be real")
         scalar = np.real(scalar)
     return scalar
+
+
+def as_args(args: Any) -> tuple:
+    """The extra positional arguments of ``f``: a tuple (a list is accepted).
+
+    Examples
+    --------
+    >>> as_args([1, 2])
+    (1, 2)
+    """
+    if isinstance(args, list):
+        args = tuple(args)
+    if not isinstance(args, tuple):
+        raise TypeError(f"args must be a tuple of extra arguments for f, got "
+                        f"{type(args).__name__} (write args=(value,) for one argument)")
+    return args
