@@ -180,3 +180,50 @@ def test_array_valued_checks_in_row_chunks_equal_one_call(check, monkeypatch):
         assert whole.params[next(iter(whole.params))].failed_indices == [(3, 3)]
     else:
         assert whole.passed
+
+
+def _naive_merge(reports):
+    """The merge of per-cotangent runs with every field held as a (runs, entries) array."""
+    entries = np.unique(np.concatenate([r.flat_indices for r in reports]))
+    k, u = len(reports), entries.size
+    ratio = np.full((k, u), -np.inf)
+    failed = np.zeros((k, u), dtype=bool)
+    fields = ("analytic_flat", "numeric_flat", "error_bar_flat", "abs_error_flat",
+              "rel_error_flat", "ratio_flat")
+    values = {f: np.full((k, u), np.nan) for f in fields}
+    for i, r in enumerate(reports):
+        pos = np.searchsorted(entries, r.flat_indices)
+        ratio[i, pos] = np.where(np.isnan(r.ratio_flat), np.inf, r.ratio_flat)
+        failed[i, pos] = r.failed_mask
+        for f in fields:
+            values[f][i, pos] = getattr(r, f)
+    primary = max(range(k), key=lambda i: (reports[i].failed,
+                                           float(ratio[i].max(initial=-np.inf))))
+    choice = np.argmax(ratio, axis=0)
+    choice = np.where(failed.any(axis=0), np.argmax(np.where(failed, ratio, -np.inf), axis=0),
+                      choice)
+    choice = np.where(failed[primary], primary, choice)
+    return {f: values[f][choice, np.arange(u)] for f in fields}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_merged_runs_keep_the_values_of_the_run_chosen_for_each_entry(seed):
+    from gradprobe.checks.vector_setup import merge_runs
+
+    rng = np.random.default_rng(seed)
+    size = 400
+    runs = []
+    for k in range(3):
+        exact = rng.normal(size=size)
+        a = exact * (1 + rng.choice([0.0, 1e-9, 1e-2], size=size, p=[0.6, 0.35, 0.05]))
+        a[rng.integers(0, size)] = np.nan if seed % 2 else a[0]
+        entries = None if k != 1 or seed < 2 else np.sort(rng.choice(size, 150, replace=False))
+        est = Estimate(exact if entries is None else exact[entries],
+                       np.full(size if entries is None else 150, 1e-10))
+        runs.append({"x": compare_param("x", (size,), np.float64, entries, a, est,
+                                        rtol=None, atol=None)})
+    merged = merge_runs(runs)["x"]
+    expected = _naive_merge([run["x"] for run in runs])
+    assert merged.failed > 0
+    for f, want in expected.items():
+        np.testing.assert_array_equal(getattr(merged, f), want, err_msg=f)
