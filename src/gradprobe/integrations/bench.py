@@ -25,13 +25,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-#: Batch of both workloads.
-BATCH = 64
-#: Entries of ``W`` timed with the seed-style loop in each round (then
-#: extrapolated): each costs two full forward passes.
-SEED_LOOP_ENTRIES = 150
-#: Rounds of every workload: its cases alternate within each round.
-ROUNDS = 3
+from ..config import BENCH_BATCH as BATCH, BENCH_ROUNDS as ROUNDS
+from ..config import BENCH_SEED_LOOP_ENTRIES as SEED_LOOP_ENTRIES
 
 Say = Callable[[str], None]
 
