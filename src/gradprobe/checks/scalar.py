@@ -161,11 +161,10 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
         if client is not None:
             raise ValueError("client= is for backend='dask'; a gradprobe.nn model runs on "
                              "its own kernels (backend='auto', 'numba' or 'cffi')")
-        CheckOptions.build("numerical_gradient", given)
-        from ..nn.check import numerical_gradient_model
+        from ..nn.check import model_gradient
 
-        return numerical_gradient_model(f, params, data[0], method=method, eps=eps,
-                                        upcast=upcast, workers=workers, backend=backend)
+        return model_gradient(f, params, data[0], CheckOptions.build(
+            "numerical_gradient", given, rules="numerical_gradient_model"))
     if data:
         raise TypeError("numerical_gradient takes extra positional arguments only for a "
                         "gradprobe.nn model; pass them to f as args=(...) instead")
