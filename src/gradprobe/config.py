@@ -1,9 +1,13 @@
 """Every tunable number of gradprobe, in one place.
 
-Steps, tolerances, noise-estimation settings and report sizes live here so
-that the modules that use them stay free of magic literals. Values are
-documented where they are defined; the README's "verdict rules" section
-explains how they combine.
+Steps, tolerances, noise-estimation settings, report sizes, seed tags, Numba
+flags and the kernels' tiles live here, in sections, so that the modules that
+use them stay free of magic literals. Values are documented where they are
+defined (the docs' configuration page is generated from these comments); the
+README's "verdict rules" section explains how they combine.
+tests/test_config.py fails on a number, Numba flag or seed tag written
+elsewhere, on a tile or code of the C kernel (csrc/gp_nn.h) that differs from
+its value here, and on a docstring showing a default other than this one.
 """
 from __future__ import annotations
 
