@@ -149,3 +149,19 @@ def test_progress_bar_of_check_model_and_numerical_gradient(capsys):
     assert "gradprobe check_model" in capsys.readouterr().err
     gp.numerical_gradient(cube, W, progress=True)
     assert "gradprobe" in capsys.readouterr().err
+
+
+def test_every_mode_is_one_entry_of_the_strategy_table():
+    """mode -> strategy in one table; "auto" picks one of its entries (issue 15)."""
+    from gradprobe import config
+    from gradprobe.checks.scalar import STRATEGIES
+
+    assert set(config.MODES) - {"auto"} <= set(STRATEGIES)
+    assert {"full", "directional+sample"} <= set(STRATEGIES)
+    w = np.linspace(-1.0, 1.0, 50)
+    for budget, chosen in ((10.0, "full"), (1e-9, "directional+sample")):
+        report = gp.check(lambda w: np.sum(np.sin(w)), w, np.cos(w), mode="auto",
+                          budget_s=budget)
+        assert report.passed and report.strategy == chosen
+    sampled = gp.check(lambda w: np.sum(np.sin(w)), w, np.cos(w), mode="sample", samples=7)
+    assert sampled.params["w"].checked == 7 and sampled.strategy is None
