@@ -75,6 +75,9 @@ SEED_TAG_GROUPS = 0x67726F75
 #: Seed tags of the random cotangents, tangents and Hessian vectors drawn by
 #: the array-valued checks when the user gives none, keyed by the argument.
 SEED_TAG_VECTORS = {"cotangents": 0x636F74, "tangents": 0x74616E, "vectors": 0x766563}
+#: Seed tag of the cotangent the structural checks (gradprobe.checks.structural)
+#: draw when none is given.
+SEED_TAG_STRUCTURAL = 0x737472
 
 #: First spacing of the noise probe, as a power of the evaluation epsilon.
 NOISE_SPACING_POWER = 0.25
