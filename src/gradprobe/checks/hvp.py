@@ -109,8 +109,8 @@ def check_hvp(f: Callable[..., Any] | None, x: Any, hvp: Callable[..., Any], *,
         if vf.out_shape != x0.shape:
             raise ValueError(f"grad returned an array of shape {vf.out_shape}, but x has "
                              f"shape {x0.shape}")
-        runs = _line_runs(vf, vs, analytic, name="hvp", dtype=x0.dtype, method=method,
-                          eps=eps, rtol=rtol, atol=atol, label="vectors")
+        runs = _line_runs(vf, vs, analytic, opts, name="hvp", dtype=x0.dtype,
+                          label="vectors")
         notes = [f"Hessian-vector products along {how}, against {method} differences of "
                  "grad; an entry fails if it fails for any vector"] + _noise_notes(vf) \
             + vf.notes

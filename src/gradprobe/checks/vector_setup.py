@@ -220,15 +220,17 @@ def _noise_notes(vf: VectorFunction) -> list[str]:
 
 
 def _line_runs(vf: VectorFunction, directions: Sequence[Sequence[np.ndarray]],
-               analytic: Sequence[np.ndarray], *, name: str, dtype: np.dtype, method: str,
-               eps: float | None, rtol: float | None, atol: float | None,
-               label: str) -> list[dict[str, ParamReport]]:
+               analytic: Sequence[np.ndarray], opts: CheckOptions, *, name: str,
+               dtype: np.dtype, label: str) -> list[dict[str, ParamReport]]:
     """Compare ``analytic[k]`` with the derivative of ``vf`` along ``directions[k]``.
+
+    ``opts`` gives the method, the step and the tolerances.
 
     The line is parametrized so that ``s = 1`` moves no entry by more than
     ``max(1, |x|)``: ``x + s * d / tau`` with ``tau = max |d| / max(1, |x|)``;
     the derivative along ``d`` is ``tau`` times the derivative in ``s``.
     """
+    method, eps = opts.method, opts.eps
     base = [np.real(w).astype(np.float64) for w in vf.working]
     runs = []
     for k, direction in enumerate(directions):
@@ -259,7 +261,8 @@ def _line_runs(vf: VectorFunction, directions: Sequence[Sequence[np.ndarray]],
                 left, right = one_sided_line(evaluate, 0.0, h_kink, vf)
                 return left[positions] * tau, right[positions] * tau
         runs.append({name: compare_param(name, vf.out_shape, dtype, None, analytic[k],
-                                         estimate, rtol=rtol, atol=atol, refine=refine,
+                                         estimate, rtol=opts.rtol, atol=opts.atol,
+                                         refine=refine,
                                          kink_probe=kink_probe)})
     return runs
 

@@ -269,8 +269,8 @@ def check_jvp(f: Callable[..., Any], inputs: Any, jvp: Callable[..., Any], *,
         analytic.append(match_structure(raw, "single", ["output"], [vf.out_shape],
                                         what=f"jvp(tangents[{k}], ...)", noun="output",
                                         like="f's output")[0])
-    runs = _line_runs(vf, ts, analytic, name="output", dtype=vf.out_dtype, method=method,
-                      eps=eps, rtol=rtol, atol=atol, label="tangents")
+    runs = _line_runs(vf, ts, analytic, opts, name="output", dtype=vf.out_dtype,
+                      label="tangents")
     given = tangents is not None and not isinstance(tangents, numbers.Integral)
     notes = [f"Jacobian-vector products along {_how_many(len(ts), 'tangent', given, seed)}, "
              f"against {method} differences of f; an output entry fails if it fails along "
