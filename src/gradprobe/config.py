@@ -361,6 +361,8 @@ C_KERNEL_BATCH_ROWS = 8192
 
 # -- gradprobe bench (python -m gradprobe bench) -----------------------------------
 
+#: ``gradprobe bench``: n of the ``Dense(n, n)`` layer of its W1 case (``--size``).
+BENCH_SIZE = 512
 #: ``gradprobe bench``: batch of both workloads.
 BENCH_BATCH = 64
 #: ``gradprobe bench``: entries of ``W`` timed with the seed-style loop in each

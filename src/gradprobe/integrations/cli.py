@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="also write relative-error heatmaps (PNG, needs matplotlib) to DIR")
     demo.set_defaults(run=_demo)
     bench = sub.add_parser("bench", help="a quick W1/W2-style speed comparison (seconds)")
-    bench.add_argument("--size", type=int, default=512,
+    bench.add_argument("--size", type=int, default=config.BENCH_SIZE,
                        help="n of the Dense(n, n) layer of the W1 case (default %(default)s)")
     bench.add_argument("--no-njit", action="store_true",
                        help="skip the Numba (W2) case")
