@@ -176,7 +176,7 @@ NUMBA_CHUNKS_PER_THREAD = 4
 #: about this long (or one entry's evaluations, for a loss slower than that).
 ENGINE_CALL_SECONDS = 0.5
 #: Compiler flags of every Numba kernel gradprobe compiles (the engine's
-#: perturbation loop, :mod:`gradprobe.nn`'s kernels, the verdict's metrics
+#: perturbation loop, ``gradprobe.nn``'s kernels, the verdict's metrics
 #: kernel); no other module writes a Numba flag (tests/test_config.py checks).
 #: No fast-math anywhere: the kernels take differences or move values that
 #: reach the losses, and reassociation would change the rounding that the
@@ -211,7 +211,7 @@ DEFAULT_DIRECTIONS = 4
 #: probability 1; a few guard against an unlucky, nearly orthogonal draw and
 #: show whether a failure depends on the direction.
 DEFAULT_VECTOR_DIRECTIONS = 3
-#: Without ``grad``, :func:`check_hvp` differentiates the second difference
+#: Without ``grad``, :func:`gradprobe.check_hvp` differentiates the second difference
 #: ``(f(x + k v) - f(x - k v)) / 2k``; ``k`` is ``eps ** HVP_INNER_STEP_POWER``
 #: (relative to the entries' magnitudes), which balances its rounding error
 #: (``eps / k``) against its truncation (``k**2``) for the outer difference.
