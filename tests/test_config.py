@@ -269,3 +269,14 @@ def test_defaults_shown_in_docstrings_are_configs():
             assert shown[0] == SHOWN_DEFAULTS[short, param], (qualname, param, shown)
             checked += 1
     assert checked >= len(SHOWN_DEFAULTS) + len(SHOWN_TOLERANCES) - 1, checked
+
+
+def test_the_readme_and_the_docs_do_not_retype_defaults():
+    """Prose shows defaults from gradprobe.config (docs) or not at all (README)."""
+    pages = [ROOT / "README.md", ROOT / "CONTRIBUTING.md",
+             *sorted((ROOT / "docs").rglob("*.md"))]
+    pattern = re.compile(r"\(default:? \d|[Dd]efaults? (?:is|are|to) \d")
+    offenders = [(str(p.relative_to(ROOT)), n) for p in pages
+                 for n, line in enumerate(p.read_text().splitlines(), 1)
+                 if pattern.search(line)]
+    assert len(pages) > 5 and not offenders, offenders
