@@ -136,7 +136,7 @@ def _verdict_pass(a, n, bar, rtol, atol, kink, use_kink, failed, write_failed,
     return max_abs, max_rel, float(bp)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
+@numba.njit(parallel=True, **config.NUMBA_FLAGS)
 def _presentation_pass(a, n, bar, rtol, atol, kink, count, chunk, keys, positions, shown,
                        seen):  # pragma: no cover - compiled
     """What a report shows, in one pass: per chunk, the ``count`` largest
