@@ -83,7 +83,7 @@ CHECK_DEFAULTS: dict[str, Any] = {
     "mode": "full", "method": "central", "eps": None, "rtol": None, "atol": None,
     "samples": None, "directions": None, "seed": 0, "backend": "auto", "workers": None,
     "progress": None, "upcast": True, "budget_s": None, "client": None,
-    "compression": "auto", "sparsity": None,
+    "compression": "auto", "sparsity": None, "nondeterminism_tol": None,
 }
 
 _ARRAY_VALUED = "differences of array-valued functions"
@@ -182,6 +182,7 @@ class CheckOptions:
     client: Any = None
     compression: Any = "auto"
     sparsity: Any = None
+    nondeterminism_tol: float | None = None
 
     def __post_init__(self) -> None:
         from . import config
@@ -194,7 +195,7 @@ class CheckOptions:
         choice("backend", self.backend, config.BACKENDS)
         for name in ("eps", "budget_s"):
             put(name, positive_float(name, getattr(self, name)))
-        for name in ("rtol", "atol"):
+        for name in ("rtol", "atol", "nondeterminism_tol"):
             put(name, positive_float(name, getattr(self, name), allow_zero=True))
         for name in ("samples", "directions", "workers"):
             put(name, positive_int(name, getattr(self, name)))

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import config
+from .findings import Finding, findings_status
 
 
 def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -64,6 +65,9 @@ class ParamReport:
     strategy : str or None
         Array-valued checks: how this parameter was differentiated and why
         (``"compressed: 513 groups ..."``, ``"entry by entry: outputs overlap"``).
+    findings : list of Finding
+        Whole-function results concerning this parameter (structural checks,
+        a nondeterministic forward pass); they decide :attr:`status` first.
 
     Examples
     --------
@@ -100,6 +104,7 @@ class ParamReport:
     #: times their tolerance (None: not judged), see :attr:`status`.
     unresolved_mask: np.ndarray | None = None
     strategy: str | None = None
+    findings: list[Finding] = field(default_factory=list)
 
     # -- lazily recomputed per-entry arrays --------------------------------------
     def _recompute(self, key: str) -> np.ndarray:
@@ -174,9 +179,14 @@ class ParamReport:
 
     @property
     def status(self) -> str:
-        """``"failed"`` when an entry failed, ``"inconclusive"`` when none failed
-        but some entry's error bar stayed wider than its tolerance
-        (:attr:`unresolved`), ``"passed"`` otherwise."""
+        """``"failed"`` when a finding failed (:attr:`findings`), ``"inconclusive"``
+        when a finding is inconclusive (a forward pass that changes between calls:
+        failing entries then prove nothing), otherwise ``"failed"`` when an entry
+        failed, ``"inconclusive"`` when none failed but some entry's error bar
+        stayed wider than its tolerance (:attr:`unresolved`), ``"passed"``."""
+        decided = findings_status(self.findings)
+        if decided is not None:
+            return decided
         if self.failed:
             return "failed"
         unresolved = self.unresolved_mask is not None and bool(self.unresolved_mask.any())
@@ -293,6 +303,7 @@ class ParamReport:
             **_index_list("failed_indices", self._at(self.failed_mask), self.shape),
             **_index_list("kinks", self._at(self.kink_mask), self.shape),
             "diagnosis": self.diagnosis, "refined": self.refined, "strategy": self.strategy,
+            "findings": [f.kind for f in self.findings],
             "rtol": self.rtol, "atol": self.atol,
             "resolution": None if self.resolution is None else _json_float(self.resolution),
             "worst_entries": [{k: _json_float(v) if isinstance(v, float) else v
@@ -372,6 +383,10 @@ class CheckReport:
         evaluations spent on detection, localization and entries, parameters
         found to have dense errors (checked entry by entry), and each
         parameter's resolution and RMS gradient entry.
+    findings : list of Finding
+        Whole-function results (:mod:`gradprobe.report.findings`): structural
+        checks of a backward pass, a forward pass that is not deterministic.
+        Added with :meth:`add_findings`.
 
     Examples
     --------
@@ -394,6 +409,7 @@ class CheckReport:
     strategy: str | None = None
     resolution: float | None = None
     directional: dict[str, Any] | None = None
+    findings: list[Finding] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -402,9 +418,18 @@ class CheckReport:
 
     @property
     def status(self) -> str:
-        """``"passed"``, ``"failed"`` (some entry failed) or ``"inconclusive"``
-        (none failed, but some entry could not be resolved to its tolerance:
-        see :attr:`ParamReport.unresolved`)."""
+        """``"passed"``, ``"failed"`` or ``"inconclusive"``.
+
+        A failed finding makes it ``"failed"``; otherwise an inconclusive
+        finding (the forward pass is not deterministic) makes it
+        ``"inconclusive"`` whatever the entries say. Without findings it is
+        ``"failed"`` when some entry failed and ``"inconclusive"`` when none
+        failed but some entry could not be resolved to its tolerance (see
+        :attr:`ParamReport.unresolved`).
+        """
+        decided = findings_status(self.findings)
+        if decided is not None:
+            return decided
         statuses = {p.status for p in self.params.values()}
         if "failed" in statuses:
             return "failed"
@@ -417,6 +442,40 @@ class CheckReport:
 
     def __bool__(self) -> bool:
         return self.passed
+
+    def add_findings(self, findings: Any) -> None:
+        """Add whole-function findings, and to the parameters they name.
+
+        A finding of the same kind about the same parameters as one already
+        there is left out (a check that runs once per cotangent finds the
+        same problem each time).
+
+        A finding naming no parameter concerns the whole function: every
+        parameter gets it.
+
+        Examples
+        --------
+        >>> import numpy as np, gradprobe as gp
+        >>> from gradprobe.report.findings import Finding
+        >>> report = gp.check(lambda w: np.sum(w ** 2), np.ones(2), 2 * np.ones(2))
+        >>> report.add_findings([Finding("zero-cotangent", "failed", "zero-cotangent: ...",
+        ...                              ("w",))])
+        >>> report.status, report.params["w"].passed
+        ('failed', False)
+        """
+        for finding in findings:
+            if not isinstance(finding, Finding):
+                raise TypeError(f"findings must be Finding objects, got "
+                                f"{type(finding).__name__}")
+            if any(f.kind == finding.kind and f.names == finding.names
+                   for f in self.findings):
+                continue  # one finding of a kind per parameter set (the first seen)
+            self.findings.append(finding)
+            names = [n for n in finding.names if n in self.params] or \
+                ([] if finding.names else list(self.params))
+            for name in names:
+                if finding not in self.params[name].findings:
+                    self.params[name].findings.append(finding)
 
     def to_dict(self, arrays: bool = False) -> dict[str, Any]:
         """JSON-serialisable form (``json.dumps(report.to_dict())`` works).
@@ -436,6 +495,7 @@ class CheckReport:
             "notes": list(self.notes), "strategy": self.strategy,
             "resolution": None if self.resolution is None else _json_float(self.resolution),
             "directional": self.directional,
+            "findings": [f.to_dict() for f in self.findings],
             "params": {k: p.to_dict(arrays) for k, p in self.params.items()},
         }
 
@@ -473,7 +533,8 @@ class CheckReport:
         return render(self)
 
     def __repr__(self) -> str:
-        status = {"passed": "passed", "failed": f"FAILED ({self.failed} entries)",
+        status = {"passed": "passed", "failed": f"FAILED ({self.failed} entries"
+                  + "".join(f", {f.kind}" for f in self.findings) + ")",
                   "inconclusive": "inconclusive"}[self.status]
         return (f"<CheckReport {status}: {len(self.params)} parameters, method={self.method}, "
                 f"mode={self.mode}, backend={self.backend}>")

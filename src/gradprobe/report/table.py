@@ -85,6 +85,11 @@ def render(report: CheckReport) -> str:
     status = {"passed": "PASSED", "failed": f"FAILED: {report.failed} entries",
               "inconclusive": f"INCONCLUSIVE: {unresolved} entries could not "
               "be resolved to the tolerance"}[report.status]
+    deciding = [f.kind for f in report.findings if f.status == report.status]
+    if deciding:  # whole-function findings decide the verdict: name them first
+        kinds = ", ".join(dict.fromkeys(deciding))
+        status = f"{report.status.upper()}: {kinds}" + (
+            f"; {report.failed} entries failed" if report.failed else "")
     mode = report.mode if report.strategy is None else f"{report.mode}: {report.strategy}"
     header = (f"gradprobe check {status}  (method={report.method}, mode={mode}, "
               f"backend={report.backend}, {report.evaluations:,} evaluations, "
@@ -113,6 +118,8 @@ def render(report: CheckReport) -> str:
         lines.append(line(r))
         if p.diagnosis:  # right under the parameter's row
             lines.append(f"  diagnosis: {p.diagnosis}")
+    for finding in report.findings:
+        lines.append(f"{finding.status}: {finding.message}")
     if report.directional:
         lines += _directional_lines(report.directional)
     worst = []
