@@ -1,6 +1,7 @@
 """check_vjp and check_jvp: products of the Jacobian with random cotangents and tangents."""
 from __future__ import annotations
 
+import functools
 import numbers
 import time
 from typing import Any, Callable, Mapping
@@ -103,8 +104,12 @@ def vjp_check(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], cotan
     _callable("vjp", vjp)
     args, seed = as_args(args), opts.seed
     paramset = _inputs(inputs, f)
-    y = output_array(paramset.call(f, [a.copy() for a in paramset.arrays], args), what="f",
-                     context="at the unperturbed point", shape=None)
+    raw = paramset.call(f, [a.copy() for a in paramset.arrays], args)
+    if isinstance(raw, (tuple, list)) and raw and all(
+            isinstance(v, np.ndarray) for v in raw):  # several outputs: never stacked
+        f, vjp, cotangents = several_outputs(f, vjp, [np.asarray(v) for v in raw], cotangents)
+        raw = np.concatenate([np.asarray(v).reshape(-1) for v in raw])
+    y = output_array(raw, what="f", context="at the unperturbed point", shape=None)
     if not np.all(np.isfinite(y)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(y))[0])
         raise ValueError(f"f returned {y[bad].item()!r} in {format_entry('output', bad)} at the "
@@ -164,6 +169,53 @@ def vjp_check(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], cotan
     if any(v is not None for v in resolutions):
         report.resolution = max(v for v in resolutions if v is not None)
     return report
+
+
+def several_outputs(f: Callable[..., Any], vjp: Callable[..., Any], outputs: list[np.ndarray],
+                    cotangents: Any) -> tuple[Callable[..., Any], Callable[..., Any], Any]:
+    """``f`` returning a tuple of arrays as one function of the concatenated, flattened
+    outputs; ``vjp`` taking the matching tuple of cotangents; the user's cotangents
+    (a tuple of arrays, or a list of such tuples) flattened alike. The outputs are
+    kept apart (each its own shape), never stacked into one array."""
+    shapes = [v.shape for v in outputs]
+    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+    bounds = np.cumsum([0] + sizes)
+
+    def flat(raw: Any, what: str) -> np.ndarray:
+        if not isinstance(raw, (tuple, list)) or len(raw) != len(shapes):
+            raise ValueError(f"{what} returned {type(raw).__name__}; expected a tuple of "
+                             f"{len(shapes)} outputs of shapes {shapes}")
+        parts = []
+        for k, (v, shape) in enumerate(zip(raw, shapes)):
+            v = np.asarray(v)
+            if v.shape != shape:
+                raise ValueError(f"{what} output {k} has shape {v.shape}, expected {shape}")
+            parts.append(v.reshape(-1))
+        return np.concatenate(parts)
+
+    @functools.wraps(f)
+    def joined(*args: Any, **kwargs: Any) -> np.ndarray:
+        return flat(f(*args, **kwargs), "f")
+
+    @functools.wraps(vjp)
+    def split_vjp(u: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        us = tuple(u[bounds[k]:bounds[k + 1]].reshape(shape) for k, shape in enumerate(shapes))
+        return vjp(us, *args, **kwargs)
+
+    def one(c: Any, label: str) -> np.ndarray:
+        return flat(c, label)
+
+    if cotangents is None or isinstance(cotangents, numbers.Integral):
+        given = cotangents
+    elif isinstance(cotangents, tuple):
+        given = one(cotangents, "cotangents")
+    elif isinstance(cotangents, list) and all(isinstance(c, (tuple, list)) for c in cotangents):
+        given = [one(c, f"cotangents[{k}]") for k, c in enumerate(cotangents)]
+    else:
+        raise TypeError(f"f has {len(shapes)} outputs, so cotangents must be a tuple of "
+                        f"{len(shapes)} arrays (one cotangent), a list of such tuples, or a "
+                        "count")
+    return joined, split_vjp, given
 
 
 #: The structural checks a VJP check runs: a wrong structure or shape of the
