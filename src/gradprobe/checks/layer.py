@@ -454,7 +454,7 @@ def check_layer(layer: Any, x: Any, *, params: Any = None, grads: Any = None,
     every parameter that has a gradient is estimated and compared with what
     ``layer.backward(u)`` returns (input gradients) and writes (parameter
     gradients). See :func:`gradprobe.check_vjp`; the structural checks of
-    :mod:`gradprobe.checks.structural` run too, and a layer whose output
+    :func:`~gradprobe.checks.structural.structural_checks` run too, and a layer whose output
     changes between calls (dropout, weights redrawn) is ``"inconclusive"``.
 
     Parameters

@@ -57,7 +57,7 @@ _SEED_TAG = 0x737472
 
 @dataclass
 class StructuralResult:
-    """What :func:`structural_checks` found.
+    """What :func:`~gradprobe.checks.structural.structural_checks` found.
 
     Attributes
     ----------
@@ -185,7 +185,7 @@ def structural_checks(forward: Callable[..., Any], vjp: Callable[..., Any],
     seed : int
         Seed of the default cotangent.
     checks : sequence of str, optional
-        A subset of :data:`STRUCTURAL_CHECKS` to run (default all).
+        A subset of ``STRUCTURAL_CHECKS`` to run (default all).
 
     Returns
     -------

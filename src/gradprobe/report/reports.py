@@ -179,7 +179,7 @@ class ParamReport:
 
     @property
     def status(self) -> str:
-        """``"failed"`` when a finding failed (:attr:`findings`), ``"inconclusive"``
+        """``"failed"`` when a finding failed (``findings``), ``"inconclusive"``
         when a finding is inconclusive (a forward pass that changes between calls:
         failing entries then prove nothing), otherwise ``"failed"`` when an entry
         failed, ``"inconclusive"`` when none failed but some entry's error bar
@@ -384,7 +384,7 @@ class CheckReport:
         found to have dense errors (checked entry by entry), and each
         parameter's resolution and RMS gradient entry.
     findings : list of Finding
-        Whole-function results (:mod:`gradprobe.report.findings`): structural
+        Whole-function results (``gradprobe.report.findings``): structural
         checks of a backward pass, a forward pass that is not deterministic.
         Added with :meth:`add_findings`.
 
