@@ -29,7 +29,8 @@ class ParametersGradients:
 
     def __init__(self, n_in=4, n_out=3, seed=0):
         rng = np.random.default_rng(seed)
-        self.parameters = {"weight": rng.normal(size=(n_in, n_out)), "bias": rng.normal(size=n_out)}
+        self.parameters = {"weight": rng.normal(size=(n_in, n_out)),
+                           "bias": rng.normal(size=n_out)}
         self.gradients = {k: np.zeros_like(v) for k, v in self.parameters.items()}
 
     def forward(self, x):
@@ -496,4 +497,21 @@ def test_elementwise_layer_is_differentiated_by_groups():
     report = gp.check_layer(Softplus(), x)
     assert report.passed
     assert report.params["input"].strategy.startswith("compressed")
-    assert report.evaluations < x.size          # entry by entry would take 2 per entry per cotangent
+    assert report.evaluations < x.size      # entry by entry: 2 per entry per cotangent
+
+
+def test_elementwise_jacobian_costs_order_n():
+    x = RNG.normal(size=300)
+    report = gp.check_jacobian(np.tanh, x, np.diag(1 - np.tanh(x) ** 2))
+    assert report.passed and report.params["jacobian"].strategy.startswith("compressed")
+    assert report.evaluations < x.size      # column by column: 2 per entry
+
+
+def test_a_layer_survives_pickling_for_other_processes():
+    import pickle
+
+    from gradprobe.checks.layer import LayerCopies
+
+    copies = pickle.loads(pickle.dumps(LayerCopies(Nested(), [X])))
+    y = copies.forward(input=X, **copies.point)
+    np.testing.assert_array_equal(y, Nested().forward(X))

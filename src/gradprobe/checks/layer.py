@@ -156,6 +156,18 @@ class LayerCopies:
         self.native_dtypes = {n: a.dtype for n, a in self.point.items()}
         self._describe(found, template)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the per-thread copies and the lock (``backend="dask"``
+        sends it to workers)."""
+        state = self.__dict__.copy()
+        state["_local"] = state["_lock"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()  # each thread copies the layer on first use
+        self._lock = threading.Lock()
+
     # -- set-up ---------------------------------------------------------------------
     def _fresh(self) -> Any:
         """A new private copy of the layer in the template's state."""
