@@ -35,8 +35,8 @@ from ..options import CheckOptions
 from ..problem.params import _as_param_array
 from ..report.reports import CheckReport
 from ..verdict.determinism import reproducibility
-from .layer_protocol import (Containers, array_at, describe_path, find_containers, get_path,
-                             loose_arrays, set_path, zero_gradients)
+from .layer_protocol import (Containers, Snapshot, array_at, describe_path, find_containers,
+                             get_path, loose_arrays, set_path, zero_gradients)
 from .vjp import vjp_check
 
 #: Name of the layer's input in reports (when no parameter already uses it).
@@ -128,7 +128,7 @@ class LayerCopies:
                               f"{exc}); its parameters were perturbed in place and restored")
         _check_methods(template)
         self.template = template
-        self.snapshot = _Snapshot(template) if self.in_place else None
+        self.snapshot = Snapshot(template) if self.in_place else None
         try:
             if reset is not None:
                 reset(template)
@@ -374,50 +374,6 @@ class LayerCopies:
                for v in (y if isinstance(y, tuple) else (y,))):
             raise _NoUpcast("the layer still reads its narrow parameter arrays")
         return wide
-
-
-class _Snapshot:
-    """A layer's attributes, the dicts and lists in them and every array they hold
-    (three levels deep), to put back after an in-place check."""
-
-    def __init__(self, layer: Any):
-        try:
-            self.attrs: dict[str, Any] | None = dict(vars(layer))
-        except TypeError:
-            self.attrs = None
-        self.arrays: list[tuple[np.ndarray, np.ndarray]] = []
-        self.containers: list[tuple[Any, Any]] = []
-        for value in (self.attrs or {}).values():
-            self._walk(value, 0)
-
-    def _walk(self, value: Any, depth: int) -> None:
-        if isinstance(value, np.ndarray):
-            self.arrays.append((value, value.copy()))
-        elif depth < 3 and isinstance(value, dict):
-            self.containers.append((value, dict(value)))
-            for v in value.values():
-                self._walk(v, depth + 1)
-        elif depth < 3 and isinstance(value, list):
-            self.containers.append((value, list(value)))
-            for v in value:
-                self._walk(v, depth + 1)
-
-    def restore(self, layer: Any) -> None:
-        if self.attrs is not None:
-            for key in [k for k in vars(layer) if k not in self.attrs]:
-                delattr(layer, key)
-            for key, value in self.attrs.items():
-                if getattr(layer, key, None) is not value:
-                    setattr(layer, key, value)
-        for container, saved in self.containers:
-            if isinstance(container, dict):
-                container.clear()
-                container.update(saved)
-            else:
-                container[:] = saved
-        for array, values in self.arrays:
-            if array.flags.writeable:
-                np.copyto(array, values)
 
 
 def _grad_names(layer: Any, params: Any, grads: Any) -> list[str]:

@@ -8,6 +8,8 @@ their gradients live on a layer that has run one forward and one backward
 pass, as *paths* (attribute names, keys, indices, calls) that can be read and
 written on any copy of the layer (:func:`get_path`, :func:`set_path`).
 
+:class:`Snapshot` keeps a layer's state to put it back after an in-place check.
+
 Entries are named by their keys, nested ones joined by dots
 (``{"enc": {"W": ...}}`` gives ``enc.W``; lists give ``layers.0.W``).
 """
@@ -292,7 +294,51 @@ def array_at(layer: Any, path: Path, what: str) -> np.ndarray:
     return value
 
 
+class Snapshot:
+    """A layer's attributes, the dicts and lists in them and every array they hold
+    (three levels deep), to put back after an in-place check."""
+
+    def __init__(self, layer: Any):
+        try:
+            self.attrs: dict[str, Any] | None = dict(vars(layer))
+        except TypeError:
+            self.attrs = None
+        self.arrays: list[tuple[np.ndarray, np.ndarray]] = []
+        self.containers: list[tuple[Any, Any]] = []
+        for value in (self.attrs or {}).values():
+            self._walk(value, 0)
+
+    def _walk(self, value: Any, depth: int) -> None:
+        if isinstance(value, np.ndarray):
+            self.arrays.append((value, value.copy()))
+        elif depth < 3 and isinstance(value, dict):
+            self.containers.append((value, dict(value)))
+            for v in value.values():
+                self._walk(v, depth + 1)
+        elif depth < 3 and isinstance(value, list):
+            self.containers.append((value, list(value)))
+            for v in value:
+                self._walk(v, depth + 1)
+
+    def restore(self, layer: Any) -> None:
+        if self.attrs is not None:
+            for key in [k for k in vars(layer) if k not in self.attrs]:
+                delattr(layer, key)
+            for key, value in self.attrs.items():
+                if getattr(layer, key, None) is not value:
+                    setattr(layer, key, value)
+        for container, saved in self.containers:
+            if isinstance(container, dict):
+                container.clear()
+                container.update(saved)
+            else:
+                container[:] = saved
+        for array, values in self.arrays:
+            if array.flags.writeable:
+                np.copyto(array, values)
+
+
 __all__ = ["Containers", "GRAD_ATTRIBUTE_PATTERNS", "GRAD_CONTAINERS", "PARAM_CONTAINERS",
            "array_at", "describe_path", "find_containers", "flatten", "get_path",
-           "loose_arrays", "set_path", "zero_gradients"]
+           "loose_arrays", "set_path", "Snapshot", "zero_gradients"]
 
