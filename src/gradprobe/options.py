@@ -123,6 +123,7 @@ NOT_APPLICABLE: dict[str, dict[str, str]] = {
         "samples": "it estimates every entry",
         "directions": "it estimates every entry, not directional derivatives",
         "budget_s": _NO_AUTO,
+        "nondeterminism_tol": "it returns the numerical gradient and judges nothing",
     },
     "check_model": {
         **_NO_GROUPS,
@@ -130,6 +131,7 @@ NOT_APPLICABLE: dict[str, dict[str, str]] = {
                       "a few milliseconds per million entries",
         "budget_s": "the structured check has no mode='auto': its full check is cheap",
         "client": "it runs on gradprobe.nn's own Numba or C kernels, not on a Dask cluster",
+        "nondeterminism_tol": "gradprobe.nn models are deterministic by construction",
     },
     "check_jvp": {**_array_valued("its directions are the tangents: pass tangents=k for k "
                                   "random tangents"),
