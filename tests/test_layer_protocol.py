@@ -437,6 +437,10 @@ def test_check_vjp_with_several_outputs_never_stacks_them():
     assert gp.check_vjp(same, x, lambda u, x: u[0] * np.cos(x) - u[1] * np.sin(x)).passed
     with pytest.raises(TypeError, match=r"cotangents must be a tuple of 2 arrays"):
         gp.check_vjp(same, x, lambda u, x: u[0], cotangents=np.ones(3))
+    with pytest.raises(TypeError, match=r"f returned a tuple of 2 arrays .*never stacks"):
+        gp.check_jvp(same, x, lambda t, x: t)
+    with pytest.raises(TypeError, match=r"f returned a tuple of 2 arrays .*never stacks"):
+        gp.check_jacobian(same, x, np.zeros((2, 3, 3)))
 
 
 # -- reset hook and factories -----------------------------------------------------------

@@ -72,6 +72,11 @@ def output_array(raw: Any, *, what: str, context: str, shape: tuple[int, ...] | 
     """
     if isinstance(raw, (bool, np.bool_)):
         raise TypeError(f"{what} returned a bool {context}; it must return a numeric array")
+    if isinstance(raw, (tuple, list)) and raw and all(isinstance(v, np.ndarray) for v in raw):
+        raise TypeError(f"{what} returned a {type(raw).__name__} of {len(raw)} arrays {context}; "
+                        "this check takes one output array and never stacks several into "
+                        "one: check_vjp and check_layer take several outputs, or return "
+                        "np.concatenate([...]) yourself")
     try:
         array = np.asarray(raw)
     except Exception as exc:  # ragged lists and the like
