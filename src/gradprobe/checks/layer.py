@@ -180,7 +180,7 @@ class LayerCopies:
         return copy.deepcopy(self.template)
 
     def _probe_backward(self, layer: Any, seed: int) -> None:
-        rng = np.random.default_rng([seed, 0x6C6179])
+        rng = np.random.default_rng([seed, config.SEED_TAG_LAYER_PROBE])
         y = layer.forward(*[a.copy() for a in self.inputs])
         ys = y if isinstance(y, (tuple, list)) else (y,)
         us = [rng.standard_normal(np.shape(v)) for v in ys]
@@ -450,8 +450,9 @@ def check_layer(layer: Any, x: Any, *, params: Any = None, grads: Any = None,
         ``reset(layer)``, called on every copy before each forward pass (a
         layer that caches inputs or accumulates state between calls).
     cotangents : ndarray, list of ndarray, or int, optional
-        Upstream gradients to use (default: 3 seeded random draws); for a
-        layer with several outputs, a tuple of arrays (or a list of them).
+        Upstream gradients to use (default: ``config.DEFAULT_VECTOR_DIRECTIONS``
+        seeded random draws); for a layer with several outputs, a tuple of
+        arrays (or a list of them).
     seed : int
         Seed of the cotangents and the noise probe.
     upcast : bool
