@@ -135,11 +135,12 @@ def _at_kink(a: np.ndarray, left: np.ndarray, right: np.ndarray,
              allowance: np.ndarray) -> np.ndarray:
     """Entries whose one-sided derivatives jump and bracket the analytic value."""
     low, high = np.minimum(left, right), np.maximum(left, right)
-    jump = high - low
-    significant = jump > np.maximum(2.0 * allowance,
-                                    config.KINK_MIN_JUMP * np.maximum(np.abs(low), np.abs(high)))
-    between = (a >= low - allowance) & (a <= high + allowance)
-    return significant & between & np.isfinite(a)
+    with np.errstate(invalid="ignore"):  # a non-finite side is never a kink (masked below)
+        jump = high - low
+        significant = jump > np.maximum(
+            2.0 * allowance, config.KINK_MIN_JUMP * np.maximum(np.abs(low), np.abs(high)))
+        between = (a >= low - allowance) & (a <= high + allowance)
+    return significant & between & np.isfinite(a) & np.isfinite(low) & np.isfinite(high)
 
 
 def tolerance(analytic: np.ndarray, numeric: np.ndarray, rtol: float,
