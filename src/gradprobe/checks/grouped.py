@@ -29,7 +29,7 @@ from ..differences.compression import (Columns, JacobianSink, VjpSink, describe,
 from ..differences.grouping import PatternGrouping, pattern_grouping, split_sparsity
 from ..differences.stencils import Estimate, Stencil
 from ..differences.vector import VectorFunction
-from ..engines.base import select_engine
+from ..engines.select import select_engine
 from ..options import CheckOptions
 from ..problem.params import ParamSet
 from ..problem.point import prepare

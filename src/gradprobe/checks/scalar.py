@@ -9,7 +9,7 @@ import numpy as np
 from .. import config
 from ..verdict.diagnosis import diagnose_all
 from ..engines import select_engine
-from ..engines.base import as_loss, release
+from ..engines.select import as_loss, release
 from ..errors import GradientCheckError
 from .directional import directional_check
 from ..differences.estimation import estimate_entries, select_entries

@@ -6,6 +6,7 @@ entry, the values to write into it, return the loss at each of those points.
 Difference formulas, step sizes and verdicts live elsewhere, so an engine is
 only a loop, and a faster engine is tested against :mod:`.python`.
 """
-from .base import Engine, select_engine
+from .base import Engine
+from .select import select_engine
 
 __all__ = ["Engine", "select_engine"]

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from ..problem.params import loss_value
+
 if TYPE_CHECKING:
     from ..problem.point import Problem
 
@@ -92,98 +94,69 @@ def batch_rows(points_per_entry: int, loss_seconds: float, threads: int,
     return int(max(threads, rows)) if math.isfinite(rows) else np.iinfo(np.int64).max
 
 
-def select_engine(backend: str, f: object, workers: int | None, client: object = None) -> Engine:
-    """The engine for ``backend`` (``"auto"`` picks the fastest that applies).
+def evaluate_directions(problem: "Problem", directions: list, steps: np.ndarray,
+                        first: int = 0) -> np.ndarray:
+    """Losses with every parameter displaced along each direction, in a Python loop.
 
-    ``client`` (a ``distributed.Client``) is for ``backend="dask"`` only. An
-    engine with a ``close()`` method holds resources (a cluster, scattered
-    data): call :func:`release` when the check is over.
-    """
-    from .python import PythonEngine
-
-    if backend == "dask":
-        if _is_c_loss(f):
-            raise TypeError(
-                "backend='dask' cannot send a C function (cffi pointer or numba.cfunc) to "
-                "worker processes: its address is only valid in the process that made it; use "
-                "backend='cffi' (all cores of this machine) or a Python / numba.njit loss")
-        from .dask import DaskEngine
-
-        return DaskEngine(client=client, workers=workers)
-    if client is not None:
-        raise ValueError(f"client= is only used with backend='dask' (backend={backend!r}); "
-                         "pass backend='dask' to evaluate the losses on that cluster")
-    if backend == "cffi" or (backend == "auto" and _is_c_loss(f)):
-        from .cffi import CffiEngine, CFunctionLoss, LOSS_ABI, kernel_available
-
-        if not isinstance(f, CFunctionLoss):
-            raise TypeError(
-                f"backend='cffi' needs a C loss ({LOSS_ABI}) given as a cffi function "
-                f"pointer, got {type(f).__name__}; use backend='python' for a Python f")
-        if backend == "auto" and not kernel_available():
-            return PythonEngine(workers=workers)  # C kernel not built or turned off
-        return CffiEngine(workers=workers)
-    if backend == "numba" or (backend == "auto" and _is_numba_function(f)):
-        from .numba import NumbaEngine, is_numba_function
-
-        if _is_c_loss(f):
-            raise TypeError("backend='numba' runs numba.njit functions; a C loss (cffi "
-                            "pointer or numba.cfunc) runs on backend='cffi' (or 'auto')")
-        if not is_numba_function(f):
-            raise TypeError(
-                f"backend='numba' needs a numba.njit function, got {type(f).__name__}; "
-                "decorate f with @numba.njit, or use backend='python'")
-        return NumbaEngine(workers=workers)
-    if backend in ("auto", "python"):
-        return PythonEngine(workers=workers)
-    raise ValueError(f"backend {backend!r} is not available")
-
-
-def release(engine: object) -> None:
-    """Call ``engine.close()`` if it has one (the Dask engine: cluster, scattered data).
+    The reference implementation of the optional engine method
+    ``evaluate_directions`` (see :class:`~gradprobe.engines.base.Engine`), and
+    the fallback for engines without one. Every point is a fresh array, so the
+    working copies are never written. ``first`` is the check's index of
+    ``directions[0]`` (for messages: a Dask task gets a slice of them).
 
     Examples
     --------
-    >>> from gradprobe.engines.python import PythonEngine
-    >>> release(PythonEngine())  # nothing to release
+    >>> import numpy as np
+    >>> from gradprobe.problem.params import ParamSet
+    >>> from gradprobe.problem.point import prepare
+    >>> f = lambda w: float(np.sum(w ** 2))
+    >>> problem = prepare(f, ParamSet.from_user(np.ones(2), f), (), upcast=True,
+    ...                   complex_step=False, seed=0)
+    >>> evaluate_directions(problem, [[np.array([1.0, -1.0])]], np.array([0.5, -0.5]))
+    array([[2.5, 2.5]])
     """
-    close = getattr(engine, "close", None)
-    if close is not None:
-        close()
+
+    dtype = np.complex128 if problem.complex_step else np.float64
+    out = np.empty((len(directions), len(steps)), dtype=dtype)
+    f, call, args = problem.f, problem.paramset.call, problem.args
+    for i, direction in enumerate(directions):
+        for j, step in enumerate(steps):
+            arrays = [displace(w, d, step) for w, d in zip(problem.working, direction)]
+            value = call(f, arrays, args)
+            if type(value) is not float:
+                value = loss_value(value, context=(
+                    f"with every parameter displaced along random direction {first + i} "
+                    f"(step {abs(step):.3g})"), allow_complex=problem.complex_step)
+            out[i, j] = value
+            problem.evaluations += 1
+    return out
 
 
-def as_loss(f: object, args: object) -> object:
-    """``f``, or a C function (cffi pointer, ``numba.cfunc``) wrapped for Python to call.
+def displace(working: np.ndarray, direction: np.ndarray | None,
+             step: float | complex) -> np.ndarray:
+    """``working + step * direction`` in the working copy's dtype: the point engines evaluate.
 
-    A C loss (``double loss(const double *theta, size_t n, void *ctx)``) is
-    wrapped in :class:`gradprobe.engines.cffi.CFunctionLoss` and ``args``
-    validated for it; anything else is returned unchanged (cffi is imported
-    only when ``f`` is a cffi object or a ``numba.cfunc``).
+    Parameters
+    ----------
+    working : ndarray
+        A parameter's working copy (never written).
+    direction : ndarray or None
+        Flat float64 displacement per unit step, or ``None`` (unchanged).
+    step : float or complex
+        Step along the direction (imaginary for the complex step).
+
+    Returns
+    -------
+    ndarray
+        A new array of ``working``'s shape and dtype (``working`` itself for
+        ``None``). The sum is formed in float64 (complex128) and rounded once.
 
     Examples
     --------
-    >>> as_loss(len, ()) is len
-    True
+    >>> displace(np.array([1.0, 2.0], np.float32), np.array([0.5, -0.25]), 2.0)
+    array([2. , 1.5], dtype=float32)
     """
-    if type(f).__module__ not in ("_cffi_backend", "numba.core.ccallback") and \
-            type(getattr(f, "__self__", None)).__module__ != "_cffi_backend" and \
-            not _is_c_loss(f):
-        return f
-    from .cffi import as_loss as wrap
-
-    return wrap(f, args)
-
-
-def _is_c_loss(f: object) -> bool:
-    """A :class:`~gradprobe.engines.cffi.CFunctionLoss` (checked without importing cffi)."""
-    return type(f).__name__ == "CFunctionLoss" and \
-        type(f).__module__ == "gradprobe.engines.cffi"
-
-
-def _is_numba_function(f: object) -> bool:
-    """A CPU ``numba.njit`` dispatcher? (Imports the Numba engine only if it may be.)"""
-    if not hasattr(f, "py_func") or "numba" not in type(f).__module__:
-        return False
-    from .numba import is_numba_function
-
-    return is_numba_function(f)
+    if direction is None:
+        return working
+    flat = working.reshape(-1)
+    return (flat + step * direction).astype(working.dtype, copy=False).reshape(working.shape)

@@ -211,7 +211,7 @@ class SharedProblem:
         """This thread's copy of the problem and its local engine."""
         state = getattr(self._local, "state", None)
         if state is None:
-            from .base import select_engine
+            from .select import select_engine
 
             problem = dataclasses.replace(
                 self.problem, working=[a.copy() for a in self.problem.working], notes=[],
