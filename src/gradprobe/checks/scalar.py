@@ -9,7 +9,7 @@ import numpy as np
 from .. import config
 from ..verdict.diagnosis import diagnose_all
 from ..engines import select_engine
-from ..engines.select import as_loss, release
+from ..engines.select import as_loss
 from ..errors import GradientCheckError
 from .directional import directional_check
 from ..differences.estimation import estimate_entries, select_entries
@@ -189,7 +189,7 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
             out.append(est.value.reshape(array.shape).astype(array.dtype))
     finally:
         try:
-            release(engine)  # the Dask engine's cluster and scattered data
+            engine.close()  # the Dask engine's cluster and scattered data
         finally:
             if bar is not None:
                 bar.close()
@@ -379,7 +379,7 @@ def run_check(f: Callable[..., Any], params: Structure, grads: Structure | Calla
                                               gradient_scale=scale)
     finally:
         try:
-            release(engine)  # the Dask engine's cluster and scattered data
+            engine.close()  # the Dask engine's cluster and scattered data
         finally:
             if bar is not None:
                 bar.close()

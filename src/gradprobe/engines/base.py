@@ -1,37 +1,115 @@
-"""The engine contract and backend selection."""
+"""The engine contract: :class:`Engine`, and what every engine shares.
+
+:class:`Engine` is a base class with defaults: an engine implements
+:meth:`Engine.evaluate` and overrides the rest where it can do better.
+Choosing an engine is :mod:`.select`'s job.
+"""
 from __future__ import annotations
 
+import abc
 import math
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
 
+from .. import config
 from ..problem.params import loss_value
 
 if TYPE_CHECKING:
     from ..problem.point import Problem
 
 
-class Engine(Protocol):
-    """Evaluates the loss with one entry of one parameter replaced at a time.
+class Engine(abc.ABC):
+    """The engine contract: evaluate the loss at perturbed points of the working copies.
 
-    Implementations must never write the user's arrays (they only see the
-    problem's private working copies) and must leave the working copies as
-    they found them, including when ``f`` raises.
+    A subclass sets :attr:`name` and implements :meth:`evaluate`; everything
+    else has a default it may override where it can do better. Every engine
+    keeps these promises (``tests/test_engine_contract.py`` checks each of
+    them on every engine):
 
-    Optional: ``evaluate_directions(problem, directions, steps)`` returns the
-    losses, shape ``(len(directions), len(steps))``, with *every* parameter
-    displaced at once: ``directions[i][p]`` is ``None`` (parameter ``p`` keeps
-    its value) or a flat float64 array of its size, and the point of
-    ``(i, j)`` is ``gradprobe.differences.directional.displace(working[p], directions[i][p],
-    steps[j])`` for every ``p`` (``steps`` are complex for the complex step).
-    It must add ``len(directions) * len(steps)`` to ``problem.evaluations``.
-    Directional checks fall back to
-    :func:`gradprobe.engines.python.evaluate_directions` when an engine lacks it.
+    * The user's arrays are never written: an engine sees only the
+      problem's private working copies, and leaves them as it found them,
+      bit for bit, when ``f`` raises and on KeyboardInterrupt.
+    * The losses are those of the Python engine, bit for bit.
+    * Every evaluation is added to ``problem.evaluations``.
+    * A compiled engine returns to Python about every
+      ``config.ENGINE_CALL_SECONDS`` (:func:`batch_rows`), so Ctrl-C is seen.
+
+    Adding an engine: a module defining the subclass, its line in
+    :data:`gradprobe.engines.select.ENGINES`, and its entry in the contract
+    suite's fixture.
+
+    Examples
+    --------
+    The smallest engine: a serial loop (the defaults supply the rest).
+
+    >>> import numpy as np
+    >>> from gradprobe.problem.params import ParamSet
+    >>> from gradprobe.problem.point import prepare
+    >>> class Loop(Engine):
+    ...     name = "loop"
+    ...     def evaluate(self, problem, param, entries, points):
+    ...         out = np.empty(points.shape)
+    ...         for row, index in enumerate(entries):
+    ...             for col, value in enumerate(points[row]):
+    ...                 arrays = [a.copy() for a in problem.working]
+    ...                 arrays[param].reshape(-1)[index] = value
+    ...                 out[row, col] = problem.paramset.call(problem.f, arrays, problem.args)
+    ...         problem.evaluations += points.size
+    ...         return out
+    >>> f = lambda w: float(np.sum(w ** 2))
+    >>> problem = prepare(f, ParamSet.from_user(np.ones(2), f), (), upcast=True,
+    ...                   complex_step=False, seed=0)
+    >>> with Loop() as engine:
+    ...     engine.evaluate(problem, 0, np.array([1]), np.array([[3.0]]))
+    array([[10.]])
     """
 
-    name: str
+    #: The backend's name (``backend=`` and ``report.backend``).
+    name: ClassVar[str]
+    #: True for an engine that runs local engines elsewhere and takes ``client=``
+    #: (Dask); ``backend="auto"`` never picks it.
+    distributed: ClassVar[bool] = False
+    #: True when the engine moves a progress bar itself, calling
+    #: :attr:`report_progress` as its work completes; otherwise a bar hands it
+    #: entries in chunks of :meth:`progress_chunk`.
+    reports_progress: ClassVar[bool] = False
+    #: Called with a count of entries done, by an engine that reports progress.
+    report_progress: Callable[[int], Any] | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not isinstance(getattr(cls, "name", None), str):
+            raise TypeError(f"engine {cls.__name__} must set the class attribute name "
+                            "(the backend's name)")
+
+    # -- choosing the engine ----------------------------------------------
+    @classmethod
+    def claims(cls, f: object) -> bool:
+        """Should ``backend="auto"`` run ``f`` on this engine? (Default: no.)
+
+        Cheap: it is asked for every check, in the order of
+        :data:`gradprobe.engines.select.ENGINES`.
+        """
+        return False
+
+    @classmethod
+    def accept(cls, f: object) -> None:
+        """Raise TypeError when ``backend=cls.name`` cannot run ``f``. (Default: any f.)"""
+
+    @classmethod
+    def create(cls, f: object, workers: int | None, client: object = None,
+               local: "Callable[[object], type[Engine]] | None" = None) -> "Engine":
+        """The engine for one check of ``f``.
+
+        ``client`` and ``local`` (which engine class runs ``f`` on a worker)
+        are for a :attr:`distributed` engine; the default makes
+        ``cls(workers=workers)``.
+        """
+        return cls(workers=workers)  # type: ignore[call-arg]
+
+    # -- evaluating ---------------------------------------------------------
+    @abc.abstractmethod
     def evaluate(self, problem: "Problem", param: int, entries: np.ndarray,
                  points: np.ndarray) -> np.ndarray:
         """Losses at perturbed points.
@@ -52,9 +130,42 @@ class Engine(Protocol):
         -------
         ndarray, shape (k, m)
             float64 losses (complex128 for the complex step), unvalidated for
-            finiteness: the caller names the first bad entry.
+            finiteness: the caller names the first bad entry. ``k * m`` is
+            added to ``problem.evaluations``.
         """
-        ...
+
+    def evaluate_directions(self, problem: "Problem", directions: list,
+                            steps: np.ndarray) -> np.ndarray:
+        """Losses with *every* parameter displaced at once, shape ``(len(directions), len(steps))``.
+
+        ``directions[i][p]`` is ``None`` (parameter ``p`` keeps its value) or a
+        flat float64 array of its size, and the point of ``(i, j)`` is
+        :func:`displace` ``(working[p], directions[i][p], steps[j])`` for every
+        ``p`` (``steps`` are complex for the complex step). Adds
+        ``len(directions) * len(steps)`` to ``problem.evaluations``. The
+        default is the reference loop, :func:`evaluate_directions`.
+        """
+        return evaluate_directions(problem, list(directions), steps)
+
+    def progress_chunk(self, entries: int) -> int:
+        """Entries per call when a progress bar splits a call of ``entries`` entries.
+
+        The default, ``config.PROGRESS_CHUNK_ENTRIES``, suits an engine whose
+        calls cost nothing to start.
+        """
+        return config.PROGRESS_CHUNK_ENTRIES
+
+    def close(self) -> None:
+        """Release what the engine holds (a cluster, scattered data). Default: nothing.
+
+        Called in ``finally`` by every public check; safe to call twice.
+        """
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def batch_rows(points_per_entry: int, loss_seconds: float, threads: int,
@@ -84,8 +195,6 @@ def batch_rows(points_per_entry: int, loss_seconds: float, threads: int,
     >>> batch_rows(2, 1.0, 2)
     2
     """
-    from .. import config
-
     threads = max(1, int(threads))
     rows = float("inf") if most is None else max(1, int(most))
     if math.isfinite(loss_seconds) and loss_seconds > 0:
@@ -98,9 +207,8 @@ def evaluate_directions(problem: "Problem", directions: list, steps: np.ndarray,
                         first: int = 0) -> np.ndarray:
     """Losses with every parameter displaced along each direction, in a Python loop.
 
-    The reference implementation of the optional engine method
-    ``evaluate_directions`` (see :class:`~gradprobe.engines.base.Engine`), and
-    the fallback for engines without one. Every point is a fresh array, so the
+    The reference implementation of :meth:`Engine.evaluate_directions`, and
+    its default. Every point is a fresh array, so the
     working copies are never written. ``first`` is the check's index of
     ``directions[0]`` (for messages: a Dask task gets a slice of them).
 

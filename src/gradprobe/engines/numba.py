@@ -28,7 +28,8 @@ import numpy as np
 
 from .. import config
 from ..problem.params import loss_value
-from .base import batch_rows
+from .base import Engine, batch_rows
+from .cffi import CFunctionLoss
 
 if TYPE_CHECKING:
     from ..problem.point import Problem
@@ -65,7 +66,7 @@ class _Plan:
     described: str = ""           # f's argument types, for messages
 
 
-class NumbaEngine:
+class NumbaEngine(Engine):
     """Evaluate perturbed losses of a ``numba.njit`` ``f`` in one parallel kernel.
 
     Parameters
@@ -90,6 +91,21 @@ class NumbaEngine:
     """
 
     name = "numba"
+
+    @classmethod
+    def claims(cls, f: object) -> bool:
+        """``backend="auto"`` runs a ``numba.njit`` loss here."""
+        return is_numba_function(f)
+
+    @classmethod
+    def accept(cls, f: object) -> None:
+        if isinstance(f, CFunctionLoss):
+            raise TypeError("backend='numba' runs numba.njit functions; a C loss (cffi "
+                            "pointer or numba.cfunc) runs on backend='cffi' (or 'auto')")
+        if not is_numba_function(f):
+            raise TypeError(
+                f"backend='numba' needs a numba.njit function, got {type(f).__name__}; "
+                "decorate f with @numba.njit, or use backend='python'")
 
     def __init__(self, workers: int | None = None):
         import numba
@@ -133,6 +149,11 @@ class NumbaEngine:
         if out.dtype.kind == "c" and not problem.complex_step:
             out = _real_losses(problem, param, entries, points, out)
         return out
+
+    def progress_chunk(self, entries: int) -> int:
+        """A progress bar splits a call into ``config.PROGRESS_NUMBA_BATCHES``
+        launches (each launch of the parallel kernel has a start-up cost)."""
+        return max(1, -(-entries // config.PROGRESS_NUMBA_BATCHES))
 
     # -- threads ----------------------------------------------------------
     @contextlib.contextmanager

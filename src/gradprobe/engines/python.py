@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..problem.params import loss_value
-from .base import displace, evaluate_directions  # noqa: F401  (their old home)
+from .base import Engine, displace, evaluate_directions  # noqa: F401  (their old home)
 
 if TYPE_CHECKING:
     from ..problem.point import Problem
 
 
-class PythonEngine:
+class PythonEngine(Engine):
     """Loop over entries in Python (optionally in threads).
 
     Parameters
@@ -29,6 +29,11 @@ class PythonEngine:
     """
 
     name = "python"
+
+    @classmethod
+    def claims(cls, f: object) -> bool:
+        """Any ``f``: ``backend="auto"`` asks this engine last."""
+        return True
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or 1
@@ -54,11 +59,6 @@ class PythonEngine:
             pool.shutdown(wait=True, cancel_futures=True)
         problem.evaluations += points.size
         return out
-
-    def evaluate_directions(self, problem: "Problem", directions: list,
-                            steps: np.ndarray) -> np.ndarray:
-        """Losses with every parameter displaced at once (see :func:`evaluate_directions`)."""
-        return evaluate_directions(problem, directions, steps)
 
 
 def _evaluate_chunk(problem: "Problem", param: int, entries: np.ndarray,

@@ -1,101 +1,94 @@
-"""Which engine runs a check: ``backend`` and the kind of ``f``."""
+"""Which engine runs a check: the registry of engines, and ``backend`` + the kind of ``f``.
+
+Every engine is a subclass of :class:`~gradprobe.engines.base.Engine` listed in
+:data:`ENGINES`. ``backend="auto"`` asks them in that order whether they
+:meth:`~gradprobe.engines.base.Engine.claims` ``f`` (the Python engine, last,
+takes anything); ``backend=<name>`` picks the engine of that name, which
+first :meth:`~gradprobe.engines.base.Engine.accept`\\ s ``f`` or says why not.
+Nothing here knows what any engine is: adding one is a module and a line in
+:data:`ENGINES` (and an entry in ``tests/test_engine_contract.py``'s fixture).
+"""
 from __future__ import annotations
 
 from .base import Engine
+from .cffi import CffiEngine, as_loss
+from .dask import DaskEngine
+from .numba import NumbaEngine
+from .python import PythonEngine
+
+__all__ = ["ENGINES", "as_loss", "engine_class", "local_engine", "release", "select_engine"]
+
+#: Every engine, in the order ``backend="auto"`` asks them (the Python engine takes any f).
+ENGINES: tuple[type[Engine], ...] = (
+    CffiEngine,
+    NumbaEngine,
+    DaskEngine,
+    PythonEngine,
+)
 
 
-def select_engine(backend: str, f: object, workers: int | None, client: object = None) -> Engine:
-    """The engine for ``backend`` (``"auto"`` picks the fastest that applies).
+def engine_class(backend: str, f: object) -> type[Engine]:
+    """The engine class ``backend`` names for ``f`` (``"auto"``: the first that claims it).
 
-    ``client`` (a ``distributed.Client``) is for ``backend="dask"`` only. An
-    engine with a ``close()`` method holds resources (a cluster, scattered
-    data): call :func:`release` when the check is over.
+    Raises
+    ------
+    TypeError
+        The named engine cannot run ``f`` (the message says what can).
+    ValueError
+        No engine of that name.
+
+    Examples
+    --------
+    >>> engine_class("auto", len).name
+    'python'
     """
-    from .python import PythonEngine
-
-    if backend == "dask":
-        if _is_c_loss(f):
-            raise TypeError(
-                "backend='dask' cannot send a C function (cffi pointer or numba.cfunc) to "
-                "worker processes: its address is only valid in the process that made it; use "
-                "backend='cffi' (all cores of this machine) or a Python / numba.njit loss")
-        from .dask import DaskEngine
-
-        return DaskEngine(client=client, workers=workers)
-    if client is not None:
-        raise ValueError(f"client= is only used with backend='dask' (backend={backend!r}); "
-                         "pass backend='dask' to evaluate the losses on that cluster")
-    if backend == "cffi" or (backend == "auto" and _is_c_loss(f)):
-        from .cffi import CffiEngine, CFunctionLoss, LOSS_ABI, kernel_available
-
-        if not isinstance(f, CFunctionLoss):
-            raise TypeError(
-                f"backend='cffi' needs a C loss ({LOSS_ABI}) given as a cffi function "
-                f"pointer, got {type(f).__name__}; use backend='python' for a Python f")
-        if backend == "auto" and not kernel_available():
-            return PythonEngine(workers=workers)  # C kernel not built or turned off
-        return CffiEngine(workers=workers)
-    if backend == "numba" or (backend == "auto" and _is_numba_function(f)):
-        from .numba import NumbaEngine, is_numba_function
-
-        if _is_c_loss(f):
-            raise TypeError("backend='numba' runs numba.njit functions; a C loss (cffi "
-                            "pointer or numba.cfunc) runs on backend='cffi' (or 'auto')")
-        if not is_numba_function(f):
-            raise TypeError(
-                f"backend='numba' needs a numba.njit function, got {type(f).__name__}; "
-                "decorate f with @numba.njit, or use backend='python'")
-        return NumbaEngine(workers=workers)
-    if backend in ("auto", "python"):
-        return PythonEngine(workers=workers)
+    if backend == "auto":
+        return next(cls for cls in ENGINES if not cls.distributed and cls.claims(f))
+    for cls in ENGINES:
+        if cls.name == backend:
+            cls.accept(f)
+            return cls
     raise ValueError(f"backend {backend!r} is not available")
 
 
-def release(engine: object) -> None:
-    """Call ``engine.close()`` if it has one (the Dask engine: cluster, scattered data).
+def local_engine(f: object) -> type[Engine]:
+    """The engine that runs ``f`` in one process (a Dask worker's): ``"auto"``'s choice.
 
     Examples
     --------
-    >>> from gradprobe.engines.python import PythonEngine
+    >>> local_engine(len).name
+    'python'
+    """
+    return engine_class("auto", f)
+
+
+def select_engine(backend: str, f: object, workers: int | None, client: object = None) -> Engine:
+    """The engine for one check of ``f`` on ``backend`` (``"auto"`` picks the fastest).
+
+    ``client`` (a ``distributed.Client``) is for a distributed engine
+    (``backend="dask"``) only. Call the engine's ``close()`` when the check is
+    over (or use it as a context manager): the Dask engine holds a cluster
+    and scattered data.
+
+    Examples
+    --------
+    >>> with select_engine("auto", len, None) as engine:
+    ...     engine.name
+    'python'
+    """
+    if client is not None and not any(cls.distributed and cls.name == backend
+                                      for cls in ENGINES):
+        raise ValueError(f"client= is only used with backend='dask' (backend={backend!r}); "
+                         "pass backend='dask' to evaluate the losses on that cluster")
+    cls = engine_class(backend, f)
+    return cls.create(f, workers, client=client, local=local_engine)
+
+
+def release(engine: Engine) -> None:
+    """``engine.close()`` (kept for callers of the old name).
+
+    Examples
+    --------
     >>> release(PythonEngine())  # nothing to release
     """
-    close = getattr(engine, "close", None)
-    if close is not None:
-        close()
-
-
-def as_loss(f: object, args: object) -> object:
-    """``f``, or a C function (cffi pointer, ``numba.cfunc``) wrapped for Python to call.
-
-    A C loss (``double loss(const double *theta, size_t n, void *ctx)``) is
-    wrapped in :class:`gradprobe.engines.cffi.CFunctionLoss` and ``args``
-    validated for it; anything else is returned unchanged (cffi is imported
-    only when ``f`` is a cffi object or a ``numba.cfunc``).
-
-    Examples
-    --------
-    >>> as_loss(len, ()) is len
-    True
-    """
-    if type(f).__module__ not in ("_cffi_backend", "numba.core.ccallback") and \
-            type(getattr(f, "__self__", None)).__module__ != "_cffi_backend" and \
-            not _is_c_loss(f):
-        return f
-    from .cffi import as_loss as wrap
-
-    return wrap(f, args)
-
-
-def _is_c_loss(f: object) -> bool:
-    """A :class:`~gradprobe.engines.cffi.CFunctionLoss` (checked without importing cffi)."""
-    return type(f).__name__ == "CFunctionLoss" and \
-        type(f).__module__ == "gradprobe.engines.cffi"
-
-
-def _is_numba_function(f: object) -> bool:
-    """A CPU ``numba.njit`` dispatcher? (Imports the Numba engine only if it may be.)"""
-    if not hasattr(f, "py_func") or "numba" not in type(f).__module__:
-        return False
-    from .numba import is_numba_function
-
-    return is_numba_function(f)
+    engine.close()
