@@ -16,7 +16,7 @@ from .dask import DaskEngine
 from .numba import NumbaEngine
 from .python import PythonEngine
 
-__all__ = ["ENGINES", "as_loss", "engine_class", "local_engine", "release", "select_engine"]
+__all__ = ["ENGINES", "as_loss", "engine_class", "local_engine", "select_engine"]
 
 #: Every engine, in the order ``backend="auto"`` asks them (the Python engine takes any f).
 ENGINES: tuple[type[Engine], ...] = (
@@ -82,13 +82,3 @@ def select_engine(backend: str, f: object, workers: int | None, client: object =
                          "pass backend='dask' to evaluate the losses on that cluster")
     cls = engine_class(backend, f)
     return cls.create(f, workers, client=client, local=local_engine)
-
-
-def release(engine: Engine) -> None:
-    """``engine.close()`` (kept for callers of the old name).
-
-    Examples
-    --------
-    >>> release(PythonEngine())  # nothing to release
-    """
-    engine.close()
