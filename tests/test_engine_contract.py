@@ -240,8 +240,9 @@ def random_points(problem, param, rng, k, m):
 
 
 # -- the registry and the base class -----------------------------------------------------
-def test_every_registered_engine_has_a_case():
+def test_every_registered_engine_has_a_case_and_a_backend_name():
     assert {cls.name for cls in select.ENGINES} == set(ENGINE_CASES)
+    assert set(config.BACKENDS) == {"auto"} | set(ENGINE_CASES)  # what backend= accepts
     assert select.ENGINES[-1] is PythonEngine  # auto's catch-all comes last
 
 
