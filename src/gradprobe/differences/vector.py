@@ -336,19 +336,32 @@ def line_estimate(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float, 
     >>> bool(np.all(np.abs(est.value - np.cos(x)) <= est.error_bar))
     True
     """
+    points = line_points(origin, h, method)
     if method == "complex":
-        y = evaluate(float(np.real(origin)) + 1j * h)
+        y = evaluate(points[0])
         value = np.imag(y) / h
         bar = config.NOISE_SAFETY * vf.eps * np.abs(value)
         return Estimate(value, bar)
     stencil = Stencil(method)
     origin_array = np.asarray([np.real(origin)])
-    points = stencil.points(origin_array, np.array([float(h)]))[0]
     outputs = np.stack([np.real(evaluate(p)) for p in points], axis=1)
     m = outputs.shape[0]
     x = np.full(m, float(origin_array[0]))
     return stencil.estimate(outputs, x, np.broadcast_to(points.astype(np.float64), outputs.shape),
                             f0=vf.y0, noise=vf.noise, eps=vf.eps)
+
+
+def line_points(origin: Any, h: float, method: str) -> np.ndarray:
+    """The points ``s`` of the line at which :func:`line_estimate` evaluates, in order.
+
+    Examples
+    --------
+    >>> line_points(0.0, 0.5, "central").tolist(), line_points(0.0, 0.5, "complex").tolist()
+    ([0.5, -0.5], [0.5j])
+    """
+    if method == "complex":
+        return np.array([float(np.real(origin)) + 1j * h])
+    return Stencil(method).points(np.asarray([np.real(origin)]), np.array([float(h)]))[0]
 
 
 def one_sided_line(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -147,6 +147,22 @@ class Engine(abc.ABC):
         """
         return evaluate_directions(problem, list(directions), steps)
 
+    def evaluate_outputs(self, vf: Any, param: int, members: Sequence[np.ndarray],
+                         values: Sequence[np.ndarray], contexts: Sequence[str]) -> np.ndarray:
+        """Flat outputs of an array-valued function, one row per displaced point.
+
+        Point ``i`` writes ``values[i]`` into the flat entries ``members[i]`` of
+        input ``param`` (the perturbation groups of a compressed Jacobian,
+        :mod:`gradprobe.differences.compression`); every other entry keeps its
+        value. ``vf`` is a :class:`~gradprobe.differences.vector.VectorFunction`;
+        ``contexts[i]`` says where point ``i`` is, for messages. Returns shape
+        ``(len(members), vf.size)``, float64 (complex128 for the complex step),
+        validated as ``vf.output`` validates; adds ``len(members)`` to
+        ``vf.evaluations``. The default is the reference loop,
+        :func:`evaluate_outputs`.
+        """
+        return evaluate_outputs(vf, param, members, values, contexts)
+
     def progress_chunk(self, entries: int) -> int:
         """Entries per call when a progress bar splits a call of ``entries`` entries.
 
@@ -237,6 +253,40 @@ def evaluate_directions(problem: "Problem", directions: list, steps: np.ndarray,
                     f"(step {abs(step):.3g})"), allow_complex=problem.complex_step)
             out[i, j] = value
             problem.evaluations += 1
+    return out
+
+
+def evaluate_outputs(vf: Any, param: int, members: Sequence[np.ndarray],
+                     values: Sequence[np.ndarray], contexts: Sequence[str]) -> np.ndarray:
+    """Outputs at displaced points of one input, in a Python loop on ``vf``'s working copy.
+
+    The reference implementation of :meth:`Engine.evaluate_outputs`, and its
+    default: each point is written into the working copy, ``vf.output`` is
+    called, and the entries are restored (in ``finally``: also when ``f``
+    raises, and on KeyboardInterrupt).
+
+    Examples
+    --------
+    >>> from gradprobe.differences.vector import VectorFunction
+    >>> from gradprobe.problem.params import ParamSet
+    >>> x = np.array([0.0, 1.0, 2.0])
+    >>> vf = VectorFunction.prepare(np.square, ParamSet.from_user(x, np.square), (),
+    ...                             upcast=True, complex_step=False, seed=0)
+    >>> evaluate_outputs(vf, 0, [np.array([0, 2])], [np.array([3.0, -1.0])], ["here"])
+    array([[9., 1., 1.]])
+    >>> x.tolist(), vf.working[0].tolist()
+    ([0.0, 1.0, 2.0], [0.0, 1.0, 2.0])
+    """
+    flat = vf.working[param].reshape(-1)
+    out = np.empty((len(members), vf.size),
+                   dtype=np.complex128 if vf.complex_step else np.float64)
+    for i, (chosen, value) in enumerate(zip(members, values)):
+        original = flat[chosen].copy()
+        try:
+            flat[chosen] = value
+            out[i] = vf.output(vf.working, contexts[i])
+        finally:
+            flat[chosen] = original
     return out
 
 
