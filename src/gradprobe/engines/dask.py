@@ -245,8 +245,18 @@ def directions_task(shared: SharedProblem, directions: list, steps: np.ndarray,
     return out, engine.name, problem.notes[seen:]
 
 
+def outputs_task(shared: SharedProblem, param: int, members: list, values: list,
+                 contexts: list) -> tuple[np.ndarray, str, list[str]]:
+    """One task of ``evaluate_outputs``: an array-valued function at some of the points."""
+    vf, engine = shared.local()
+    seen = len(vf.notes)
+    out = engine.evaluate_outputs(vf, param, members, values, contexts)
+    return out, engine.name, vf.notes[seen:]
+
+
 def portable(problem: "Problem") -> "Problem":
-    """The problem without the user's arrays (workers need only the working copies)."""
+    """The problem (or a ``VectorFunction``) without the user's arrays (workers need
+    only the working copies)."""
     from ..problem.params import ParamSet
 
     paramset = problem.paramset
@@ -369,6 +379,25 @@ class DaskEngine(Engine):
                      for lo, hi in zip(bounds[:-1], bounds[1:])]
             self._run(client, problem, tasks, out, None, "gradprobe-directions")
         problem.evaluations += out.size
+        return out
+
+    def evaluate_outputs(self, vf: Any, param: int, members: Any, values: Any,
+                         contexts: Any) -> np.ndarray:
+        """Outputs of an array-valued function at displaced points, points split over tasks.
+
+        The function (a ``VectorFunction`` without the user's arrays) is
+        scattered once per check, like a problem.
+        """
+        k = len(members)
+        out = np.empty((k, vf.size), dtype=np.complex128 if vf.complex_step else np.float64)
+        if k:
+            client = self._connect()
+            bounds = task_bounds(k, 1, float("nan"), _threads(client))
+            tasks = [(outputs_task, (param, list(members[lo:hi]), list(values[lo:hi]),
+                                     list(contexts[lo:hi])), lo, hi)
+                     for lo, hi in zip(bounds[:-1], bounds[1:])]
+            self._run(client, vf, tasks, out, None, "gradprobe-outputs")
+        vf.evaluations += k
         return out
 
     def close(self) -> None:
