@@ -53,8 +53,8 @@ c_raise.restype = ctypes.c_int
 SIGINT = int(signal.SIGINT)
 
 #: ctl (the last argument): [calls, flat index into (W, v), value that raises SIGINT there,
-#: value that raises ValueError there]
-CALLS, INDEX, SIGINT_AT, RAISE_AT = range(4)
+#: value that raises ValueError there, value that makes a layer's output NaN there]
+CALLS, INDEX, SIGINT_AT, RAISE_AT, NAN_AT = range(5)
 
 
 @numba.njit
@@ -76,6 +76,24 @@ def njit_loss(W, v, ctl):
         s += k * np.sin(x) * x
         k += 1.0
     return s
+
+
+@numba.njit
+def njit_layer(W, v, ctl):
+    """An array-valued function of (W, v) (a "layer"); complex-safe; watched like njit_loss."""
+    i = int(ctl[INDEX])
+    watched = W.ravel()[i] if i < W.size else v[i - W.size]
+    if watched == ctl[SIGINT_AT]:
+        c_raise(SIGINT)
+    if watched == ctl[RAISE_AT]:
+        raise ValueError("njit_layer: the watched entry took the raising value")
+    out = np.empty((W.shape[0], v.size), dtype=W.dtype)
+    for r in range(W.shape[0]):
+        for c in range(v.size):
+            out[r, c] = np.sin(W[r, c % W.shape[1]]) * v[c] + W[r, 0] * v[0]
+    if watched == ctl[NAN_AT]:
+        out[1, 2] = np.nan
+    return out
 
 
 C_LOSS = r"""
@@ -149,7 +167,7 @@ class Case:
 
 
 def njit_control():
-    return njit_loss, np.array([0.0, 0.0, np.inf, np.inf])
+    return njit_loss, np.array([0.0, 0.0, np.inf, np.inf, np.inf])
 
 
 def python_case(request):
@@ -378,3 +396,144 @@ def test_ctrl_c_leaves_the_working_copies_and_the_users_arrays_unchanged(case, w
             PythonEngine().evaluate(problem, param, entries, points).tobytes()
     finally:
         engine.close()
+
+
+# -- array-valued functions at perturbation groups (compressed Jacobians) ----------------
+@pytest.fixture
+def layer_engine(case, monkeypatch):
+    """The engine, with the Numba engine's kernel for array-valued functions compiled at once."""
+    monkeypatch.setattr(config, "NUMBA_OUTPUTS_PAYOFF_SECONDS", 0.0)
+    with case.make(2) as made:
+        yield made
+
+
+def prepared_layer(complex_step=False):
+    from gradprobe.differences.vector import VectorFunction
+
+    params, ctl = point(), np.array([0.0, 0.0, np.inf, np.inf, np.inf])
+    vf = VectorFunction.prepare(njit_layer, ParamSet.from_user(params, njit_layer), (ctl,),
+                                upcast=True, complex_step=complex_step, seed=0)
+    return vf, ctl, params
+
+
+def groups(vf, param, rng, count, scale=1e-3):
+    """Random groups of entries of one input and their displaced values (two points each)."""
+    flat = vf.working[param].reshape(-1)
+    members, values = [], []
+    for _ in range(count):
+        chosen = np.sort(rng.choice(flat.size, size=rng.integers(1, flat.size + 1),
+                                    replace=False)).astype(np.int64)
+        for s in (scale, -scale):
+            members.append(chosen)
+            values.append((flat[chosen] + s * rng.uniform(0.5, 1.5, chosen.size))
+                          .astype(flat.dtype))
+    return members, values, [f"at point {i}" for i in range(len(members))]
+
+
+@pytest.mark.parametrize("complex_step", [False, True])
+def test_outputs_at_groups_are_the_reference_loops_bit_for_bit(case, layer_engine,
+                                                               complex_step):
+    vf, ctl, params = prepared_layer(complex_step)
+    before, user = snapshot(vf.working), snapshot(params)
+    rng = np.random.default_rng(9)
+    for param in range(2):
+        members, values, contexts = groups(vf, param, rng, 5)
+        if complex_step:
+            values = [v + 1e-3j for v in values]
+        want = base.evaluate_outputs(vf, param, members, values, contexts)
+        spent = vf.evaluations
+        got = layer_engine.evaluate_outputs(vf, param, members, values, contexts)
+        assert got.dtype == want.dtype and got.shape == (10, vf.size)
+        assert got.tobytes() == want.tobytes(), param
+        assert vf.evaluations - spent == 10
+    if case.name == "numba":  # the njit layer ran in the engine's kernel, not in the loop
+        from gradprobe.engines import numba_outputs
+
+        assert layer_engine._outputs_plan(vf) is not None
+        assert any(len(k.overloads) for k in numba_outputs._KERNELS.values())
+    assert_unchanged(vf.working, before)
+    assert_unchanged(params, user)
+
+
+@pytest.mark.parametrize("what, match", [("raise_at", "the watched entry took the raising"),
+                                         ("nan_at", "returned nan in output")])
+def test_a_failing_point_of_a_group_is_named_as_the_reference_loop_names_it(
+        case, layer_engine, what, match):
+    vf, ctl, params = prepared_layer()
+    before, user = snapshot(vf.working), snapshot(params)
+    members, values, contexts = groups(vf, 0, np.random.default_rng(10), 4)
+    point_index = 5
+    watched = int(members[point_index][0])
+    ctl[INDEX] = watched
+    ctl[{"raise_at": RAISE_AT, "nan_at": NAN_AT}[what]] = values[point_index][0]
+    for i, m in enumerate(members):  # no other point gives the watched entry that value
+        if i != point_index and watched in m:
+            values[i][np.searchsorted(m, watched)] += 1e-4
+    messages = []
+    for engine in (PythonEngine(), layer_engine):
+        with pytest.raises(ValueError, match=match) as info:
+            engine.evaluate_outputs(vf, 0, members, values, contexts)
+        messages.append(str(info.value))
+        assert_unchanged(vf.working, before)
+    assert messages[1] == messages[0]
+    if what == "nan_at":
+        assert "at point 5" in messages[0]
+    assert_unchanged(params, user)
+
+
+def test_ctrl_c_at_a_group_leaves_the_working_copies_unchanged(case, layer_engine):
+    vf, ctl, params = prepared_layer()
+    before, user = snapshot(vf.working), snapshot(params)
+    members, values, contexts = groups(vf, 1, np.random.default_rng(11), 3)
+    watched = int(members[2][0])
+    ctl[INDEX] = 12 + watched
+    ctl[SIGINT_AT] = values[2][0]
+    for i, m in enumerate(members):
+        if i != 2 and watched in m:
+            values[i][np.searchsorted(m, watched)] += 1e-4
+    with pytest.raises(KeyboardInterrupt):
+        layer_engine.evaluate_outputs(vf, 1, members, values, contexts)
+        for _ in range(100):  # a signal raised on another thread arrives here at the latest
+            layer_engine.evaluate_outputs(vf, 1, members[:0], values[:0], contexts[:0])
+    assert_unchanged(vf.working, before)
+    assert_unchanged(params, user)
+
+
+@numba.njit
+def dense_tanh(X, W, b):
+    return np.tanh(X @ W + b)
+
+
+def dense_tanh_vjp(u, X, W, b):
+    d = u * (1 - np.tanh(X @ W + b) ** 2)
+    return d @ W.T, X.T @ d, d.sum(0)
+
+
+def test_a_compressed_layer_check_gives_the_python_engines_report(case):
+    """check_vjp's groups run on the engine (backend="auto": the Numba engine for an
+    njit layer); the verdicts and every number are the Python engine's."""
+    if case.name == "cffi":
+        pytest.skip("a C loss is scalar: layers do not run on the C engine")
+    options = {"backend": "auto"} if case.name == "numba" else case.options
+    rng = np.random.default_rng(12)
+    inputs = (rng.standard_normal((8, 12)), rng.standard_normal((12, 10)),
+              rng.standard_normal(10))
+
+    def planted(u, X, W, b):
+        dX, dW, db = dense_tanh_vjp(u, X, W, b)
+        dW[3, 4] *= 1.01
+        return dX, dW, db
+
+    want = gp.check_vjp(dense_tanh, inputs, planted, backend="python")
+    got = gp.check_vjp(dense_tanh, inputs, planted, **options)
+    assert got.passed is want.passed is False and got.evaluations == want.evaluations
+    assert got.params["W"].strategy.startswith("compressed")
+    for name, p in want.params.items():
+        q = got.params[name]
+        assert q.strategy == p.strategy
+        assert q.numeric_flat.tobytes() == p.numeric_flat.tobytes(), name
+        assert q.error_bar_flat.tobytes() == p.error_bar_flat.tobytes(), name
+        assert q.failed_indices == p.failed_indices
+    assert got.params["W"].failed_indices == [(3, 4)]
+    if case.name == "dask":
+        assert any("backend='dask'" in note for note in got.notes)
