@@ -537,3 +537,37 @@ def test_a_compressed_layer_check_gives_the_python_engines_report(case):
     assert got.params["W"].failed_indices == [(3, 4)]
     if case.name == "dask":
         assert any("backend='dask'" in note for note in got.notes)
+
+
+def test_the_progress_bar_wrapper_hands_every_engine_method_to_the_engine():
+    """A method added to the contract must be passed on by the wrapper, not defaulted."""
+    import inspect
+
+    from gradprobe.report.progress import ProgressEngine
+
+    methods = {name for name, value in vars(Engine).items()
+               if inspect.isfunction(value) and not name.startswith("_")}
+    assert methods <= set(vars(ProgressEngine)), methods - set(vars(ProgressEngine))
+    calls = []
+
+    class Recording(PythonEngine):
+        def __getattribute__(self, name):
+            if name in methods:
+                calls.append(name)
+            return super().__getattribute__(name)
+
+    class Bar:
+        total, n = None, 0
+
+        def update(self, k):
+            self.n += k
+
+    wrapped = ProgressEngine(Recording(), Bar())
+    vf, ctl, params = prepared_layer()
+    problem, _, _ = python_case(None).problem()
+    wrapped.evaluate(problem, 0, np.array([1]), np.array([[0.5]]))
+    wrapped.evaluate_directions(problem, [[None, None]], np.array([1.0]))
+    wrapped.evaluate_outputs(vf, 0, [np.array([0])], [np.array([0.5])], ["here"])
+    wrapped.progress_chunk(10)
+    wrapped.close()
+    assert methods <= set(calls), methods - set(calls)

@@ -92,8 +92,8 @@ class ProgressEngine(Engine):
     Parameters
     ----------
     engine : Engine
-        The engine doing the work; its ``name``, ``evaluate_directions`` and
-        ``close`` are this engine's.
+        The engine doing the work; its ``name``, ``evaluate_directions``,
+        ``evaluate_outputs`` and ``close`` are this engine's.
     bar : tqdm-like
         Has ``update(n)``, ``total``, ``n`` and ``refresh()``.
     chunk : int, optional
@@ -137,6 +137,11 @@ class ProgressEngine(Engine):
                             steps: np.ndarray) -> np.ndarray:
         """The wrapped engine's (directions are few: the bar does not count them)."""
         return self.engine.evaluate_directions(problem, directions, steps)
+
+    def evaluate_outputs(self, vf: Any, param: int, members: Any, values: Any,
+                         contexts: Any) -> np.ndarray:
+        """The wrapped engine's."""
+        return self.engine.evaluate_outputs(vf, param, members, values, contexts)
 
     def progress_chunk(self, entries: int) -> int:
         return self._chunk(entries)
