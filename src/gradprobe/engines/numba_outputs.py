@@ -45,7 +45,7 @@ def output_rows(f: Any, slot: int, offsets: np.ndarray, members: np.ndarray,
     raise NotImplementedError("output_rows only exists inside compiled code")
 
 
-@overload(output_rows, jit_options={"fastmath": False})
+@overload(output_rows, jit_options=config.NUMBA_OVERLOAD_FLAGS)
 def _overload_output_rows(f, slot, offsets, members, values, out, shape, lo, hi, slots, roles):
     """Generate the chunk loop for one layout of slots (as numba_kernel.evaluate_rows)."""
     layout = [_ROLE_OF_TYPE[t] for t in roles]
@@ -125,7 +125,7 @@ def kernel(parallel: bool) -> Any:
 
     found = _KERNELS.get(parallel)
     if found is None:
-        options = dict(config.NUMBA_KERNEL_OPTIONS, parallel=parallel, cache=False)
+        options = dict(config.NUMBA_UNCACHED_FLAGS, parallel=parallel)
         found = numba.njit(**options)(output_chunks if parallel else output_chunks_serial)
         _KERNELS[parallel] = found
     return found
