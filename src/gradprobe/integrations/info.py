@@ -20,7 +20,7 @@ def info() -> dict[str, Any]:
         ``{"gradprobe": version, "python": ..., "numpy": ..., "engines":
         {name: "available" | "unavailable: reason"}}``; ``"cffi"`` is the
         optional C kernel (see ``GRADPROBE_C_KERNEL`` in
-        :mod:`gradprobe.engines.ckernel`); ``"dask"`` needs the extra
+        ``gradprobe.engines.ckernel``); ``"dask"`` needs the extra
         ``gradprobe[dask]``.
 
     Raises
