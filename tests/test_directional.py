@@ -10,6 +10,7 @@ import gradprobe as gp
 from gradprobe.checks.directional import directional_check
 from gradprobe.differences.directional import DirectionalProbe
 from gradprobe.engines.python import displace
+from gradprobe.engines.base import Engine
 from gradprobe.engines.python import PythonEngine
 from gradprobe.problem.params import ParamSet
 from gradprobe.problem.point import prepare
@@ -334,7 +335,7 @@ def test_displace_is_the_contract_engines_share():
 
 
 def test_engines_without_evaluate_directions_fall_back_to_the_python_loop():
-    class EntryOnlyEngine:
+    class EntryOnlyEngine(Engine):  # the contract's default evaluate_directions
         name = "entry-only"
 
         def __init__(self):

@@ -26,6 +26,7 @@ import pytest
 
 import gradprobe as gp
 from gradprobe.engines import cffi as c_engine
+from gradprobe.engines import ckernel
 from gradprobe.engines.python import PythonEngine
 from gradprobe.problem.params import ParamSet
 from gradprobe.problem.point import prepare
@@ -245,7 +246,7 @@ def test_engine_losses_equal_the_python_engine(c, m, workers):
 
 
 class _CountingKernel:
-    """``_KERNEL`` with ``gp_evaluate`` counted, raising KeyboardInterrupt after call ``stop``."""
+    """The C kernel module with ``gp_evaluate`` counted, raising KeyboardInterrupt after call ``stop``."""
 
     def __init__(self, kernel, stop=None):
         self.ffi, self._lib, self.stop, self.calls = kernel.ffi, kernel.lib, stop, []
@@ -274,8 +275,8 @@ def test_calls_of_the_kernel_are_sized_by_the_losss_time(c, monkeypatch):
     entries = np.arange(problem.working[0].size, dtype=np.int64)
     points = problem.working[0].reshape(-1)[entries][:, None] + np.array([1e-3, -1e-3])
     whole = c_engine.CffiEngine(workers=2).evaluate(problem, 0, entries, points)
-    counting = _CountingKernel(c_engine._KERNEL)
-    monkeypatch.setattr(c_engine, "_KERNEL", counting)
+    counting = _CountingKernel(ckernel.kernel())
+    monkeypatch.setattr(ckernel, "_loaded", (counting, ckernel.status()))
     # pretend each loss takes 50 ms: 0.5 s x 2 threads / (2 points x 50 ms) = 10 entries
     monkeypatch.setattr(c_engine.config, "ENGINE_CALL_SECONDS", 0.5)
     monkeypatch.setattr(problem, "loss_seconds", 0.05)
@@ -289,8 +290,8 @@ def test_ctrl_c_between_calls_of_the_kernel_leaves_the_arrays_as_they_were(c, mo
     ffi, lib = c
     params, grads, ctx, keep = dense_problem(ffi)
     before = snapshot(params)
-    counting = _CountingKernel(c_engine._KERNEL, stop=2)
-    monkeypatch.setattr(c_engine, "_KERNEL", counting)
+    counting = _CountingKernel(ckernel.kernel(), stop=2)
+    monkeypatch.setattr(ckernel, "_loaded", (counting, ckernel.status()))
     monkeypatch.setattr(c_engine.config, "C_KERNEL_BATCH_ROWS", 4)
     with pytest.raises(KeyboardInterrupt):
         gp.check(lib.dense_tanh, params, grads, args=(ctx,), backend="cffi", workers=2)

@@ -445,15 +445,6 @@ def test_ctrl_c_between_launches_leaves_the_working_copies_unchanged(monkeypatch
     assert_unchanged(problem.working, before)
 
 
-def test_f_raising_leaves_working_copies_unchanged():
-    problem = prepared(raises_above, np.array([0.5, 0.2, 0.1]), (LIMIT,))
-    before = snapshot(problem.working)
-    with pytest.raises(ValueError, match="above the limit"):
-        NumbaEngine(workers=2).evaluate(problem, 0, np.array([1, 0], dtype=np.int64),
-                                        np.array([[0.3, 0.1], [0.49, 0.51]]))
-    assert_unchanged(problem.working, before)
-
-
 def test_non_finite_loss_names_the_parameter_and_entry(unchanged):
     x = np.array([1.0, 0.005, 2.0])
     with unchanged(x):

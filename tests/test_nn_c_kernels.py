@@ -13,6 +13,7 @@ import pytest
 
 import gradprobe as gp
 from gradprobe import nn
+from gradprobe.engines import ckernel
 from gradprobe.nn import c_kernels, constants, kernels
 from gradprobe.nn.backends import NUMBA, kernel_set
 from gradprobe.nn.check import _plan
@@ -230,7 +231,7 @@ def test_auto_runs_the_c_kernels_when_built(monkeypatch):
     assert default_kernels().name == "cffi"
     assert gp.check_model(model, X, T).backend == "nn-structured-cffi"
     assert_same(model.gradients(X, T)["0.W"], model.gradients(X, T, kernel_set("cffi"))["0.W"])
-    monkeypatch.setattr(c_kernels, "_KERNEL", None)  # as without a compiler
+    monkeypatch.setattr(ckernel, "_loaded", (None, "unavailable: no compiler"))  # as without one
     assert default_kernels() is NUMBA
     assert gp.check_model(model, X, T).backend == "nn-structured"
 
@@ -334,8 +335,7 @@ def test_backend_choice_is_validated(monkeypatch):
         gp.check_model(model, X, T, backend="python")
     with pytest.raises(ValueError, match="backend"):
         gp.numerical_gradient(model, X, T, backend="gpu")
-    monkeypatch.setattr(c_kernels, "_KERNEL", None)
-    monkeypatch.setattr(c_kernels, "KERNEL_STATUS", "unavailable: disabled for this test")
+    monkeypatch.setattr(ckernel, "_loaded", (None, "unavailable: disabled for this test"))
     with pytest.raises(ValueError, match="backend 'cffi' is not available: disabled for"):
         gp.check_model(model, X, T, backend="cffi")
     assert gp.check_model(model, X, T).passed  # Numba needs no C kernel

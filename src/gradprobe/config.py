@@ -203,6 +203,12 @@ NUMBA_OVERLOAD_FLAGS = {k: NUMBA_FLAGS[k] for k in ("fastmath", "error_model")}
 #: ``f``'s dispatcher from Python (the same compiled ``f``, the same losses).
 #: 0 compiles at once.
 NUMBA_COMPILE_PAYOFF_SECONDS = 1.5
+#: Seconds the reference loop spends evaluating one ``numba.njit`` array-valued
+#: function at perturbation groups (compressed Jacobians of layer checks) in this
+#: process before the Numba engine compiles its kernel for it: that kernel is
+#: compiled for each function and not cached (about 10 s on a 2-core machine).
+#: 0 compiles at once.
+NUMBA_OUTPUTS_PAYOFF_SECONDS = 20.0
 
 #: Random directions drawn by ``mode="directional"`` (and ``"auto"`` when it
 #: does not check every entry). Each costs one difference of ``f`` along the

@@ -29,7 +29,7 @@ from ..differences.compression import (Columns, JacobianSink, VjpSink, describe,
 from ..differences.grouping import PatternGrouping, pattern_grouping, split_sparsity
 from ..differences.stencils import Estimate, Stencil
 from ..differences.vector import VectorFunction
-from ..engines.base import select_engine
+from ..engines.select import select_engine
 from ..options import CheckOptions
 from ..problem.params import ParamSet
 from ..problem.point import prepare
@@ -87,9 +87,16 @@ def why_not_grouped(opts: CheckOptions) -> str | None:
     if opts.mode != "full":
         return f"mode={opts.mode!r} checks chosen entries" if opts.mode == "sample" else \
             f"mode={opts.mode!r}"
-    if opts.backend not in ("auto", "python"):
+    if opts.backend not in ("auto", "python", "dask"):
         return f"backend={opts.backend!r} evaluates the entries"
     return None
+
+
+def group_engine(f: Callable[..., Any], opts: CheckOptions) -> Any:
+    """The engine that evaluates the groups of ``f``: ``backend="auto"`` picks the
+    Numba engine for a ``numba.njit`` ``f``, ``"dask"`` spreads them over a cluster.
+    Close it when done."""
+    return select_engine(opts.backend, f, opts.workers, opts.client)
 
 
 def vjp_by_groups(f: Callable[..., Any], paramset: ParamSet, args: tuple,
@@ -137,6 +144,30 @@ def vjp_by_groups(f: Callable[..., Any], paramset: ParamSet, args: tuple,
     fallback: list[str] = []
     runs: list[dict[str, ParamReport]] = [{} for _ in cotangents]
     sinks: dict[int, tuple[VjpSink, str]] = {}
+    engine = group_engine(f, opts)
+    try:
+        _run_inputs(vf, engine, names, sizes, patterns, opts, us, rng, caller, strategies,
+                    fallback, sinks)
+    finally:
+        engine.close()
+    evaluations = vf.evaluations
+    notes = list(vf.notes) if sinks else []
+    finding, note = vector_determinism(vf, opts.nondeterminism_tol)
+    notes += [] if note is None else [note]
+    if sinks:
+        evaluations += _judge(sinks, paramset, args, cotangents, grads, opts, loss_for, runs)
+    return GroupedRuns(runs, strategies, fallback, evaluations, notes,
+                       upcast=vf.upcast and bool(sinks),
+                       noise=float(np.max(vf.noise)) if sinks else 0.0,
+                       findings=[] if finding is None else [finding])
+
+
+def _run_inputs(vf: VectorFunction, engine: Any, names: list[str], sizes: list[int],
+                patterns: list, opts: CheckOptions, us: np.ndarray, rng: np.random.Generator,
+                caller: str, strategies: dict[str, str], fallback: list[str],
+                sinks: dict[int, tuple[VjpSink, str]]) -> None:
+    """Group every input that groups well (the loop of :func:`vjp_by_groups`)."""
+    method, eps, paramset = opts.method, opts.eps, vf.paramset
     for p, (name, size, pattern) in enumerate(zip(names, sizes, patterns)):
         if pattern is None and size < config.COMPRESSION_MIN_ENTRIES:
             strategies[name] = f"entry by entry: {size} entries, too few to group"
@@ -155,23 +186,13 @@ def vjp_by_groups(f: Callable[..., Any], paramset: ParamSet, args: tuple,
             continue
         h0, scale = entry_steps(vf, p, method, eps)
         sink = VjpSink(us, scale)
-        rejected = run_groups(Columns(vf, p, method, h0, scale), grouping, sink, rng)
+        rejected = run_groups(Columns(vf, p, method, h0, scale, engine), grouping, sink, rng)
         if rejected:
             strategies[name] = f"entry by entry: grouping rejected ({rejected})"
             fallback.append(name)
             continue
         strategies[name] = describe(grouping.groups, size, grouping.how)
         sinks[p] = (sink, name)
-    evaluations = vf.evaluations
-    notes = list(vf.notes) if sinks else []
-    finding, note = vector_determinism(vf, opts.nondeterminism_tol)
-    notes += [] if note is None else [note]
-    if sinks:
-        evaluations += _judge(sinks, paramset, args, cotangents, grads, opts, loss_for, runs)
-    return GroupedRuns(runs, strategies, fallback, evaluations, notes,
-                       upcast=vf.upcast and bool(sinks),
-                       noise=float(np.max(vf.noise)) if sinks else 0.0,
-                       findings=[] if finding is None else [finding])
 
 
 def _judge(sinks: dict[int, tuple[VjpSink, str]], paramset: ParamSet, args: tuple,
@@ -311,7 +332,9 @@ def jacobian_by_groups(vf: VectorFunction, opts: CheckOptions,
         return None, f"entry by entry: {why}"
     h0, scale = entry_steps(vf, 0, opts.method, opts.eps)
     sink = JacobianSink(vf, opts.method, h0, scale)
-    rejected = run_groups(Columns(vf, 0, opts.method, h0, scale), grouping, sink, rng)
+    with group_engine(vf.f, opts) as engine:
+        rejected = run_groups(Columns(vf, 0, opts.method, h0, scale, engine), grouping, sink,
+                              rng)
     if rejected:
         return None, f"entry by entry: grouping rejected ({rejected})"
     estimate = Estimate(sink.value.reshape(-1), sink.bar.reshape(-1),

@@ -12,7 +12,7 @@ from .. import config
 from ..verdict.determinism import problem_determinism
 from ..verdict.diagnosis import diagnose_all
 from ..engines import select_engine
-from ..engines.base import as_loss, release
+from ..engines.select import as_loss
 from ..errors import GradientCheckError
 from .directional import directional_check
 from ..differences.estimation import estimate_entries, select_entries
@@ -191,7 +191,7 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
             out.append(est.value.reshape(array.shape).astype(array.dtype))
     finally:
         try:
-            release(engine)  # the Dask engine's cluster and scattered data
+            engine.close()  # the Dask engine's cluster and scattered data
         finally:
             if bar is not None:
                 bar.close()
@@ -366,7 +366,7 @@ def run_check(f: Callable[..., Any], params: Structure, grads: Structure | Calla
         notes += extra
     finally:
         try:
-            release(engine)  # the Dask engine's cluster and scattered data
+            engine.close()  # the Dask engine's cluster and scattered data
         finally:
             if bar is not None:
                 bar.close()

@@ -40,10 +40,12 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import config
+from ..engines.base import Engine
+from ..engines.python import PythonEngine
 from ..problem.point import format_entry
 from .stencils import Estimate, step_size
 from .grouping import AxisGrouping, Grouping
-from .vector import VectorFunction, line_estimate
+from .vector import VectorFunction, line_estimate, line_points
 
 
 # -- finding a grouping --------------------------------------------------------------
@@ -194,6 +196,7 @@ class Columns:
     method: str
     h0: float
     scale: np.ndarray      # entry j moves by s * scale[j] along the line
+    engine: Engine | None = None  # evaluates the points; None: the reference loop
 
     def line(self, members: np.ndarray, weights: np.ndarray | None = None,
              what: str = "a group", method: str | None = None) -> Estimate:
@@ -201,18 +204,20 @@ class Columns:
         vf, p = self.vf, self.param
         move = self.scale[members] if weights is None else self.scale[members] * weights
         name = vf.paramset.names[p]
+        method = method or self.method
+        dtype = vf.working[p].dtype
+        original = vf.working[p].reshape(-1)[members]
+        points = line_points(0.0, self.h0, method)
+        # every point of the line in one call of the engine (which restores the working copy)
+        outputs = iter((self.engine or _REFERENCE).evaluate_outputs(
+            vf, p, [members] * len(points),
+            [(original + s * move).astype(dtype, copy=False) for s in points],
+            [f"with {what} of {name} moved by {s!r} steps" for s in points]))
+        return line_estimate(lambda s: next(outputs), 0.0, self.h0, method, vf)
 
-        flat = vf.working[p].reshape(-1)   # the private working copy, restored below
-        original = flat[members].copy()
 
-        def evaluate(s: Any) -> np.ndarray:
-            try:
-                flat[members] = (original + s * move).astype(flat.dtype, copy=False)
-                return vf.output(vf.working, f"with {what} of {name} moved by {s!r} steps")
-            finally:
-                flat[members] = original
-
-        return line_estimate(evaluate, 0.0, self.h0, method or self.method, vf)
+#: The engine of lines when none is given (its evaluate_outputs is the reference loop).
+_REFERENCE = PythonEngine()
 
 
 def _outside(value: np.ndarray, expected: np.ndarray, bar: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 
 from .. import config
-from ..engines.python import displace
+from ..engines.base import displace
 from .stencils import Stencil, step_size
 
 if TYPE_CHECKING:
@@ -50,13 +50,8 @@ Direction = list
 
 def evaluate_along(engine: "Engine", problem: "Problem", directions: Sequence[Direction],
                    steps: np.ndarray) -> np.ndarray:
-    """Losses along ``directions`` at ``steps``: the engine's own method, or the Python loop."""
-    method = getattr(engine, "evaluate_directions", None)
-    if method is None:
-        from ..engines.python import evaluate_directions
-
-        return evaluate_directions(problem, list(directions), steps)
-    return method(problem, list(directions), steps)
+    """Losses along ``directions`` at ``steps`` (the engine's, by default the reference loop)."""
+    return engine.evaluate_directions(problem, list(directions), steps)
 
 
 @dataclass(frozen=True)

@@ -347,14 +347,14 @@ def line_estimate(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float, 
     >>> bool(np.all(np.abs(est.value - np.cos(x)) <= est.error_bar))
     True
     """
+    points = line_points(origin, h, method)
     if method == "complex":
-        y = evaluate(float(np.real(origin)) + 1j * h)
+        y = evaluate(points[0])
         value = np.imag(y) / h
         bar = config.NOISE_SAFETY * vf.eps * np.abs(value)
         return Estimate(value, bar)
     stencil = Stencil(method)
     origin_array = np.asarray([np.real(origin)])
-    points = stencil.points(origin_array, np.array([float(h)]))[0]
     # one output at a time into one (m, points) array; the stencil's temporaries
     # exist for config.ESTIMATE_CHUNK output entries at a time (estimate_rows)
     outputs = None
@@ -369,6 +369,19 @@ def line_estimate(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float, 
     return estimate_rows(stencil, outputs, x,
                          np.broadcast_to(points.astype(np.float64), outputs.shape),
                          f0=vf.y0, noise=vf.noise, eps=vf.eps)
+
+
+def line_points(origin: Any, h: float, method: str) -> np.ndarray:
+    """The points ``s`` of the line at which :func:`line_estimate` evaluates, in order.
+
+    Examples
+    --------
+    >>> line_points(0.0, 0.5, "central").tolist(), line_points(0.0, 0.5, "complex").tolist()
+    ([0.5, -0.5], [0.5j])
+    """
+    if method == "complex":
+        return np.array([float(np.real(origin)) + 1j * h])
+    return Stencil(method).points(np.asarray([np.real(origin)]), np.array([float(h)]))[0]
 
 
 def one_sided_line(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float,

@@ -1,35 +1,115 @@
-"""The engine contract and backend selection."""
+"""The engine contract: :class:`Engine`, and what every engine shares.
+
+:class:`Engine` is a base class with defaults: an engine implements
+:meth:`Engine.evaluate` and overrides the rest where it can do better.
+Choosing an engine is :mod:`.select`'s job.
+"""
 from __future__ import annotations
 
+import abc
 import math
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
+
+from .. import config
+from ..problem.params import loss_value
 
 if TYPE_CHECKING:
     from ..problem.point import Problem
 
 
-class Engine(Protocol):
-    """Evaluates the loss with one entry of one parameter replaced at a time.
+class Engine(abc.ABC):
+    """The engine contract: evaluate the loss at perturbed points of the working copies.
 
-    Implementations must never write the user's arrays (they only see the
-    problem's private working copies) and must leave the working copies as
-    they found them, including when ``f`` raises.
+    A subclass sets :attr:`name` and implements :meth:`evaluate`; everything
+    else has a default it may override where it can do better. Every engine
+    keeps these promises (``tests/test_engine_contract.py`` checks each of
+    them on every engine):
 
-    Optional: ``evaluate_directions(problem, directions, steps)`` returns the
-    losses, shape ``(len(directions), len(steps))``, with *every* parameter
-    displaced at once: ``directions[i][p]`` is ``None`` (parameter ``p`` keeps
-    its value) or a flat float64 array of its size, and the point of
-    ``(i, j)`` is ``gradprobe.differences.directional.displace(working[p], directions[i][p],
-    steps[j])`` for every ``p`` (``steps`` are complex for the complex step).
-    It must add ``len(directions) * len(steps)`` to ``problem.evaluations``.
-    Directional checks fall back to
-    :func:`gradprobe.engines.python.evaluate_directions` when an engine lacks it.
+    * The user's arrays are never written: an engine sees only the
+      problem's private working copies, and leaves them as it found them,
+      bit for bit, when ``f`` raises and on KeyboardInterrupt.
+    * The losses are those of the Python engine, bit for bit.
+    * Every evaluation is added to ``problem.evaluations``.
+    * A compiled engine returns to Python about every
+      ``config.ENGINE_CALL_SECONDS`` (:func:`batch_rows`), so Ctrl-C is seen.
+
+    Adding an engine: a module defining the subclass, its line in
+    :data:`gradprobe.engines.select.ENGINES`, and its entry in the contract
+    suite's fixture.
+
+    Examples
+    --------
+    The smallest engine: a serial loop (the defaults supply the rest).
+
+    >>> import numpy as np
+    >>> from gradprobe.problem.params import ParamSet
+    >>> from gradprobe.problem.point import prepare
+    >>> class Loop(Engine):
+    ...     name = "loop"
+    ...     def evaluate(self, problem, param, entries, points):
+    ...         out = np.empty(points.shape)
+    ...         for row, index in enumerate(entries):
+    ...             for col, value in enumerate(points[row]):
+    ...                 arrays = [a.copy() for a in problem.working]
+    ...                 arrays[param].reshape(-1)[index] = value
+    ...                 out[row, col] = problem.paramset.call(problem.f, arrays, problem.args)
+    ...         problem.evaluations += points.size
+    ...         return out
+    >>> f = lambda w: float(np.sum(w ** 2))
+    >>> problem = prepare(f, ParamSet.from_user(np.ones(2), f), (), upcast=True,
+    ...                   complex_step=False, seed=0)
+    >>> with Loop() as engine:
+    ...     engine.evaluate(problem, 0, np.array([1]), np.array([[3.0]]))
+    array([[10.]])
     """
 
-    name: str
+    #: The backend's name (``backend=`` and ``report.backend``).
+    name: ClassVar[str]
+    #: True for an engine that runs local engines elsewhere and takes ``client=``
+    #: (Dask); ``backend="auto"`` never picks it.
+    distributed: ClassVar[bool] = False
+    #: True when the engine moves a progress bar itself, calling
+    #: :attr:`report_progress` as its work completes; otherwise a bar hands it
+    #: entries in chunks of :meth:`progress_chunk`.
+    reports_progress: ClassVar[bool] = False
+    #: Called with a count of entries done, by an engine that reports progress.
+    report_progress: Callable[[int], Any] | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not isinstance(getattr(cls, "name", None), str):
+            raise TypeError(f"engine {cls.__name__} must set the class attribute name "
+                            "(the backend's name)")
+
+    # -- choosing the engine ----------------------------------------------
+    @classmethod
+    def claims(cls, f: object) -> bool:
+        """Should ``backend="auto"`` run ``f`` on this engine? (Default: no.)
+
+        Cheap: it is asked for every check, in the order of
+        :data:`gradprobe.engines.select.ENGINES`.
+        """
+        return False
+
+    @classmethod
+    def accept(cls, f: object) -> None:
+        """Raise TypeError when ``backend=cls.name`` cannot run ``f``. (Default: any f.)"""
+
+    @classmethod
+    def create(cls, f: object, workers: int | None, client: object = None,
+               local: "Callable[[object], type[Engine]] | None" = None) -> "Engine":
+        """The engine for one check of ``f``.
+
+        ``client`` and ``local`` (which engine class runs ``f`` on a worker)
+        are for a :attr:`distributed` engine; the default makes
+        ``cls(workers=workers)``.
+        """
+        return cls(workers=workers)  # type: ignore[call-arg]
+
+    # -- evaluating ---------------------------------------------------------
+    @abc.abstractmethod
     def evaluate(self, problem: "Problem", param: int, entries: np.ndarray,
                  points: np.ndarray) -> np.ndarray:
         """Losses at perturbed points.
@@ -50,9 +130,58 @@ class Engine(Protocol):
         -------
         ndarray, shape (k, m)
             float64 losses (complex128 for the complex step), unvalidated for
-            finiteness: the caller names the first bad entry.
+            finiteness: the caller names the first bad entry. ``k * m`` is
+            added to ``problem.evaluations``.
         """
-        ...
+
+    def evaluate_directions(self, problem: "Problem", directions: list,
+                            steps: np.ndarray) -> np.ndarray:
+        """Losses with *every* parameter displaced at once, shape ``(len(directions), len(steps))``.
+
+        ``directions[i][p]`` is ``None`` (parameter ``p`` keeps its value) or a
+        flat float64 array of its size, and the point of ``(i, j)`` is
+        :func:`displace` ``(working[p], directions[i][p], steps[j])`` for every
+        ``p`` (``steps`` are complex for the complex step). Adds
+        ``len(directions) * len(steps)`` to ``problem.evaluations``. The
+        default is the reference loop, :func:`evaluate_directions`.
+        """
+        return evaluate_directions(problem, list(directions), steps)
+
+    def evaluate_outputs(self, vf: Any, param: int, members: Sequence[np.ndarray],
+                         values: Sequence[np.ndarray], contexts: Sequence[str]) -> np.ndarray:
+        """Flat outputs of an array-valued function, one row per displaced point.
+
+        Point ``i`` writes ``values[i]`` into the flat entries ``members[i]`` of
+        input ``param`` (the perturbation groups of a compressed Jacobian,
+        :mod:`gradprobe.differences.compression`); every other entry keeps its
+        value. ``vf`` is a :class:`~gradprobe.differences.vector.VectorFunction`;
+        ``contexts[i]`` says where point ``i`` is, for messages. Returns shape
+        ``(len(members), vf.size)``, float64 (complex128 for the complex step),
+        validated as ``vf.output`` validates; adds ``len(members)`` to
+        ``vf.evaluations``. The default is the reference loop,
+        :func:`evaluate_outputs`.
+        """
+        return evaluate_outputs(vf, param, members, values, contexts)
+
+    def progress_chunk(self, entries: int) -> int:
+        """Entries per call when a progress bar splits a call of ``entries`` entries.
+
+        The default, ``config.PROGRESS_CHUNK_ENTRIES``, suits an engine whose
+        calls cost nothing to start.
+        """
+        return config.PROGRESS_CHUNK_ENTRIES
+
+    def close(self) -> None:
+        """Release what the engine holds (a cluster, scattered data). Default: nothing.
+
+        Called in ``finally`` by every public check; safe to call twice.
+        """
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def batch_rows(points_per_entry: int, loss_seconds: float, threads: int,
@@ -82,8 +211,6 @@ def batch_rows(points_per_entry: int, loss_seconds: float, threads: int,
     >>> batch_rows(2, 1.0, 2)
     2
     """
-    from .. import config
-
     threads = max(1, int(threads))
     rows = float("inf") if most is None else max(1, int(most))
     if math.isfinite(loss_seconds) and loss_seconds > 0:
@@ -92,98 +219,102 @@ def batch_rows(points_per_entry: int, loss_seconds: float, threads: int,
     return int(max(threads, rows)) if math.isfinite(rows) else np.iinfo(np.int64).max
 
 
-def select_engine(backend: str, f: object, workers: int | None, client: object = None) -> Engine:
-    """The engine for ``backend`` (``"auto"`` picks the fastest that applies).
+def evaluate_directions(problem: "Problem", directions: list, steps: np.ndarray,
+                        first: int = 0) -> np.ndarray:
+    """Losses with every parameter displaced along each direction, in a Python loop.
 
-    ``client`` (a ``distributed.Client``) is for ``backend="dask"`` only. An
-    engine with a ``close()`` method holds resources (a cluster, scattered
-    data): call :func:`release` when the check is over.
-    """
-    from .python import PythonEngine
-
-    if backend == "dask":
-        if _is_c_loss(f):
-            raise TypeError(
-                "backend='dask' cannot send a C function (cffi pointer or numba.cfunc) to "
-                "worker processes: its address is only valid in the process that made it; use "
-                "backend='cffi' (all cores of this machine) or a Python / numba.njit loss")
-        from .dask import DaskEngine
-
-        return DaskEngine(client=client, workers=workers)
-    if client is not None:
-        raise ValueError(f"client= is only used with backend='dask' (backend={backend!r}); "
-                         "pass backend='dask' to evaluate the losses on that cluster")
-    if backend == "cffi" or (backend == "auto" and _is_c_loss(f)):
-        from .cffi import CffiEngine, CFunctionLoss, LOSS_ABI, kernel_available
-
-        if not isinstance(f, CFunctionLoss):
-            raise TypeError(
-                f"backend='cffi' needs a C loss ({LOSS_ABI}) given as a cffi function "
-                f"pointer, got {type(f).__name__}; use backend='python' for a Python f")
-        if backend == "auto" and not kernel_available():
-            return PythonEngine(workers=workers)  # C kernel not built or turned off
-        return CffiEngine(workers=workers)
-    if backend == "numba" or (backend == "auto" and _is_numba_function(f)):
-        from .numba import NumbaEngine, is_numba_function
-
-        if _is_c_loss(f):
-            raise TypeError("backend='numba' runs numba.njit functions; a C loss (cffi "
-                            "pointer or numba.cfunc) runs on backend='cffi' (or 'auto')")
-        if not is_numba_function(f):
-            raise TypeError(
-                f"backend='numba' needs a numba.njit function, got {type(f).__name__}; "
-                "decorate f with @numba.njit, or use backend='python'")
-        return NumbaEngine(workers=workers)
-    if backend in ("auto", "python"):
-        return PythonEngine(workers=workers)
-    raise ValueError(f"backend {backend!r} is not available")
-
-
-def release(engine: object) -> None:
-    """Call ``engine.close()`` if it has one (the Dask engine: cluster, scattered data).
+    The reference implementation of :meth:`Engine.evaluate_directions`, and
+    its default. Every point is a fresh array, so the
+    working copies are never written. ``first`` is the check's index of
+    ``directions[0]`` (for messages: a Dask task gets a slice of them).
 
     Examples
     --------
-    >>> from gradprobe.engines.python import PythonEngine
-    >>> release(PythonEngine())  # nothing to release
+    >>> import numpy as np
+    >>> from gradprobe.problem.params import ParamSet
+    >>> from gradprobe.problem.point import prepare
+    >>> f = lambda w: float(np.sum(w ** 2))
+    >>> problem = prepare(f, ParamSet.from_user(np.ones(2), f), (), upcast=True,
+    ...                   complex_step=False, seed=0)
+    >>> evaluate_directions(problem, [[np.array([1.0, -1.0])]], np.array([0.5, -0.5]))
+    array([[2.5, 2.5]])
     """
-    close = getattr(engine, "close", None)
-    if close is not None:
-        close()
+
+    dtype = np.complex128 if problem.complex_step else np.float64
+    out = np.empty((len(directions), len(steps)), dtype=dtype)
+    f, call, args = problem.f, problem.paramset.call, problem.args
+    for i, direction in enumerate(directions):
+        for j, step in enumerate(steps):
+            arrays = [displace(w, d, step) for w, d in zip(problem.working, direction)]
+            value = call(f, arrays, args)
+            if type(value) is not float:
+                value = loss_value(value, context=(
+                    f"with every parameter displaced along random direction {first + i} "
+                    f"(step {abs(step):.3g})"), allow_complex=problem.complex_step)
+            out[i, j] = value
+            problem.evaluations += 1
+    return out
 
 
-def as_loss(f: object, args: object) -> object:
-    """``f``, or a C function (cffi pointer, ``numba.cfunc``) wrapped for Python to call.
+def evaluate_outputs(vf: Any, param: int, members: Sequence[np.ndarray],
+                     values: Sequence[np.ndarray], contexts: Sequence[str]) -> np.ndarray:
+    """Outputs at displaced points of one input, in a Python loop on ``vf``'s working copy.
 
-    A C loss (``double loss(const double *theta, size_t n, void *ctx)``) is
-    wrapped in :class:`gradprobe.engines.cffi.CFunctionLoss` and ``args``
-    validated for it; anything else is returned unchanged (cffi is imported
-    only when ``f`` is a cffi object or a ``numba.cfunc``).
+    The reference implementation of :meth:`Engine.evaluate_outputs`, and its
+    default: each point is written into the working copy, ``vf.output`` is
+    called, and the entries are restored (in ``finally``: also when ``f``
+    raises, and on KeyboardInterrupt).
 
     Examples
     --------
-    >>> as_loss(len, ()) is len
-    True
+    >>> from gradprobe.differences.vector import VectorFunction
+    >>> from gradprobe.problem.params import ParamSet
+    >>> x = np.array([0.0, 1.0, 2.0])
+    >>> vf = VectorFunction.prepare(np.square, ParamSet.from_user(x, np.square), (),
+    ...                             upcast=True, complex_step=False, seed=0)
+    >>> evaluate_outputs(vf, 0, [np.array([0, 2])], [np.array([3.0, -1.0])], ["here"])
+    array([[9., 1., 1.]])
+    >>> x.tolist(), vf.working[0].tolist()
+    ([0.0, 1.0, 2.0], [0.0, 1.0, 2.0])
     """
-    if type(f).__module__ not in ("_cffi_backend", "numba.core.ccallback") and \
-            type(getattr(f, "__self__", None)).__module__ != "_cffi_backend" and \
-            not _is_c_loss(f):
-        return f
-    from .cffi import as_loss as wrap
-
-    return wrap(f, args)
-
-
-def _is_c_loss(f: object) -> bool:
-    """A :class:`~gradprobe.engines.cffi.CFunctionLoss` (checked without importing cffi)."""
-    return type(f).__name__ == "CFunctionLoss" and \
-        type(f).__module__ == "gradprobe.engines.cffi"
+    flat = vf.working[param].reshape(-1)
+    out = np.empty((len(members), vf.size),
+                   dtype=np.complex128 if vf.complex_step else np.float64)
+    for i, (chosen, value) in enumerate(zip(members, values)):
+        original = flat[chosen].copy()
+        try:
+            flat[chosen] = value
+            out[i] = vf.output(vf.working, contexts[i])
+        finally:
+            flat[chosen] = original
+    return out
 
 
-def _is_numba_function(f: object) -> bool:
-    """A CPU ``numba.njit`` dispatcher? (Imports the Numba engine only if it may be.)"""
-    if not hasattr(f, "py_func") or "numba" not in type(f).__module__:
-        return False
-    from .numba import is_numba_function
+def displace(working: np.ndarray, direction: np.ndarray | None,
+             step: float | complex) -> np.ndarray:
+    """``working + step * direction`` in the working copy's dtype: the point engines evaluate.
 
-    return is_numba_function(f)
+    Parameters
+    ----------
+    working : ndarray
+        A parameter's working copy (never written).
+    direction : ndarray or None
+        Flat float64 displacement per unit step, or ``None`` (unchanged).
+    step : float or complex
+        Step along the direction (imaginary for the complex step).
+
+    Returns
+    -------
+    ndarray
+        A new array of ``working``'s shape and dtype (``working`` itself for
+        ``None``). The sum is formed in float64 (complex128) and rounded once.
+
+    Examples
+    --------
+    >>> displace(np.array([1.0, 2.0], np.float32), np.array([0.5, -0.25]), 2.0)
+    array([2. , 1.5], dtype=float32)
+    """
+    if direction is None:
+        return working
+    flat = working.reshape(-1)
+    return (flat + step * direction).astype(working.dtype, copy=False).reshape(working.shape)

@@ -24,23 +24,21 @@ own copy of ``theta`` (perturb, call, restore). Everything the kernel reads
 is validated here first (shapes, dtypes, contiguity, sizes, entry range,
 non-NULL function), so a mistake is a Python exception, never a segfault.
 
-The kernel is optional: it is built at install time when a C compiler is
-present. The environment variable ``GRADPROBE_C_KERNEL`` controls it:
-``auto`` (default: use it when built), ``require`` (importing this module,
-hence :func:`gradprobe.info` and ``backend="cffi"``, raises ImportError with
-the reason when it is missing) or ``off`` (never load it; C losses then run
-on the Python engine).
+The kernel is optional (:mod:`.ckernel` loads it, per
+``GRADPROBE_C_KERNEL``): without it, ``backend="auto"`` runs C losses on the
+Python engine.
 """
 from __future__ import annotations
 
-import os
+import functools
 import sys
 from typing import Any
 
 import numpy as np
 
 from .. import config
-from .base import batch_rows
+from . import ckernel
+from .base import Engine, batch_rows
 
 try:
     import cffi as _cffi
@@ -57,61 +55,33 @@ LOSS_ABI = "double loss(const double *theta, size_t n, void *ctx)"
 #: The ABI as a ``numba.cfunc`` signature (``uintp`` is Numba's ``size_t``).
 NUMBA_CFUNC_SIGNATURE = "float64(CPointer(float64), uintp, voidptr)"
 
-_FFI = _cffi.FFI() if _cffi is not None else None  # casts and buffers only
 
 
-def _load_kernel() -> tuple[Any, str]:
-    """The compiled kernel module (or None) and its state, per ``GRADPROBE_C_KERNEL``."""
-    mode = os.environ.get(config.C_KERNEL_ENV, "auto").strip().lower() or "auto"
-    if mode not in config.C_KERNEL_MODES:
-        return None, (f"unavailable: {config.C_KERNEL_ENV}={mode!r} is not one of "
-                      f"{', '.join(config.C_KERNEL_MODES)}")
-    if mode == "off":
-        return None, f"unavailable: disabled by {config.C_KERNEL_ENV}=off"
-    reason = _CFFI_ERROR
-    module = None
-    if reason is None:
-        try:
-            from .. import _ckernel as module  # type: ignore[attr-defined, no-redef]
-        except ImportError as exc:
-            reason = (f"the extension gradprobe._ckernel was not built ({exc}); reinstall "
-                      "gradprobe with a C compiler present")
-    if module is None:
-        if mode == "require":
-            raise ImportError(f"{config.C_KERNEL_ENV}=require, but the gradprobe C kernel "
-                              f"is unavailable: {reason}")
-        return None, f"unavailable: {reason}"
-    return module, f"available (C kernel, up to {_default_threads()} threads)"
-
-
-def _default_threads() -> int:
-    """Cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-_KERNEL, KERNEL_STATUS = _load_kernel()
-
-
-def kernel_threads(requested: int | None) -> int:
-    """Threads for a C kernel call: ``requested`` (default every core), at most
-    ``gp_max_threads()`` so that the C ``int`` cannot overflow (the kernel is loaded)."""
-    return min(int(requested) if requested else _default_threads(),
-               int(_KERNEL.lib.gp_max_threads()))
-
-
-def kernel_available() -> bool:
-    """True when the compiled C kernel is loaded.
+@functools.cache
+def ffi() -> Any:
+    """The ``cffi.FFI`` used for casts and buffers (made on first use: it costs ~60 ms).
 
     Examples
     --------
-    >>> from gradprobe.engines import cffi as c_engine
-    >>> c_engine.kernel_available() == c_engine.KERNEL_STATUS.startswith("available")
-    True
+    >>> ffi().typeof(ffi().NULL).cname
+    'void *'
     """
-    return _KERNEL is not None
+    if _cffi is None:  # pragma: no cover
+        raise TypeError(f"C losses need cffi: {_CFFI_ERROR}")
+    return _cffi.FFI()
+
+
+#: The C kernel's state (old name; see :func:`gradprobe.engines.ckernel.status`).
+kernel_available = ckernel.available
+
+
+def __getattr__(name: str) -> Any:
+    """Old names: ``KERNEL_STATUS`` (:func:`.ckernel.status`), ``_FFI`` (:func:`ffi`)."""
+    if name == "KERNEL_STATUS":
+        return ckernel.status()
+    if name == "_FFI":
+        return ffi()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- the C function, callable from Python -----------------------------------
@@ -171,7 +141,7 @@ def _cfunc_pointer(f: Any) -> Any:
                         f"{getattr(f, '__name__', 'the cfunc')!r} has {described}{detail}")
     if not f.address:
         raise ValueError("the numba.cfunc C loss has no address (not compiled)")
-    return _FFI.cast(LOSS_CTYPE, f.address)
+    return ffi().cast(LOSS_CTYPE, f.address)
 
 
 def is_c_function(f: Any) -> bool:
@@ -208,8 +178,6 @@ def loss_pointer(f: Any) -> Any:
     ...
     ValueError: the C loss is a NULL function pointer
     """
-    if _FFI is None:  # pragma: no cover
-        raise TypeError(f"C losses need cffi: {_CFFI_ERROR}")
     if is_numba_cfunc(f):
         return _cfunc_pointer(f)
     pointer = _lib_function_pointer(f)
@@ -218,12 +186,12 @@ def loss_pointer(f: Any) -> Any:
     if not _is_cdata(pointer):
         raise TypeError(f"a C loss must be a cffi function pointer of type {LOSS_ABI}, "
                         f"got {type(f).__name__}")
-    ctype = _FFI.typeof(pointer)
+    ctype = ffi().typeof(pointer)
     if ctype.kind != "function" or ctype.cname != LOSS_CTYPE:
         raise TypeError(f"a C loss must have the type {LOSS_ABI}; got cdata "
                         f"{ctype.cname!r} (declare it with that signature in ffi.cdef, or "
                         f"ffi.cast({LOSS_CTYPE!r}, ...) if it has it)")
-    if pointer == _FFI.NULL:
+    if pointer == ffi().NULL:
         raise ValueError("the C loss is a NULL function pointer")
     return pointer
 
@@ -248,11 +216,11 @@ def ctx_pointer(args: tuple) -> Any:
                         f"pass args=(ctx,) or args=(), not {len(args)} arguments")
     ctx = args[0] if args else None
     if ctx is None:
-        return _FFI.NULL
-    if not _is_cdata(ctx) or _FFI.typeof(ctx).kind not in ("pointer", "array"):
+        return ffi().NULL
+    if not _is_cdata(ctx) or ffi().typeof(ctx).kind not in ("pointer", "array"):
         raise TypeError(f"args of a C loss must be (ctx,) with ctx a cffi pointer passed "
                         f"as its void *ctx, or None; got {type(ctx).__name__}"
-                        + (f" {_FFI.typeof(ctx).cname!r}" if _is_cdata(ctx) else "")
+                        + (f" {ffi().typeof(ctx).cname!r}" if _is_cdata(ctx) else "")
                         + " (put data behind ctx, e.g. ffi.new('struct data *'))")
     return ctx
 
@@ -323,7 +291,7 @@ class CFunctionLoss:
         if not arrays:
             raise TypeError("a C loss needs at least one parameter array")
         theta = self.theta(arrays)
-        return float(self.pointer(_FFI.from_buffer("double[]", theta), theta.size, ctx))
+        return float(self.pointer(ffi().from_buffer("double[]", theta), theta.size, ctx))
 
 
 def as_loss(f: Any, args: tuple) -> Any:
@@ -347,7 +315,7 @@ def as_loss(f: Any, args: tuple) -> Any:
 
 
 # -- the engine ----------------------------------------------------------------
-class CffiEngine:
+class CffiEngine(Engine):
     """Evaluate perturbed losses of a C loss in the compiled kernel, in C threads.
 
     Parameters
@@ -362,8 +330,7 @@ class CffiEngine:
     --------
     >>> import numpy as np, gradprobe as gp
     >>> from gradprobe.engines import cffi as c_engine
-    >>> ffi = c_engine._FFI
-    >>> @ffi.callback("double(const double *, size_t, void *)")
+    >>> @c_engine.ffi().callback("double(const double *, size_t, void *)")
     ... def cubes(theta, n, ctx):
     ...     return sum(theta[i] ** 3 for i in range(n))
     >>> w = np.array([1.0, -2.0])
@@ -375,11 +342,21 @@ class CffiEngine:
 
     name = "cffi"
 
+    @classmethod
+    def claims(cls, f: object) -> bool:
+        """``backend="auto"`` runs a C loss here when the kernel is built."""
+        return isinstance(f, CFunctionLoss) and ckernel.available()
+
+    @classmethod
+    def accept(cls, f: object) -> None:
+        if not isinstance(f, CFunctionLoss):
+            raise TypeError(
+                f"backend='cffi' needs a C loss ({LOSS_ABI}) given as a cffi function "
+                f"pointer, got {type(f).__name__}; use backend='python' for a Python f")
+
     def __init__(self, workers: int | None = None):
-        if _KERNEL is None:
-            raise ValueError("backend 'cffi' is not available: "
-                             + KERNEL_STATUS.removeprefix("unavailable: "))
-        self.threads = kernel_threads(workers)
+        ckernel.require(self.name)
+        self.threads = ckernel.threads(workers)
 
     def evaluate(self, problem: Any, param: int, entries: np.ndarray,
                  points: np.ndarray) -> np.ndarray:
@@ -418,7 +395,8 @@ class CffiEngine:
             bad = int(entries[(entries < 0) | (entries >= size)][0])
             raise IndexError(f"entry {bad} out of range for parameter "
                              f"{problem.names[param]!r} of size {size}")
-        ffi, lib = _KERNEL.ffi, _KERNEL.lib
+        module = ckernel.require(self.name)
+        ffi, lib = module.ffi, module.lib
         function = ffi.cast("gp_loss_fn", f.pointer)
         void_ctx = ffi.cast("void *", ctx)
         theta_c = ffi.from_buffer("double[]", theta)

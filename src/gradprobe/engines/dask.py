@@ -40,6 +40,9 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .. import config
+from .base import Engine, evaluate_directions
+from .cffi import CFunctionLoss
+from .python import PythonEngine
 
 if TYPE_CHECKING:
     from ..problem.point import Problem
@@ -182,8 +185,8 @@ class SharedProblem:
     """A check's problem as every worker holds it (scattered once per check).
 
     Each worker thread takes a private copy of the working arrays and its own
-    local engine on first use (:meth:`local`), so tasks on one worker never
-    share the arrays they perturb.
+    local engine (an instance of ``local``, one thread) on first use
+    (:meth:`local`), so tasks on one worker never share the arrays they perturb.
 
     Examples
     --------
@@ -200,23 +203,22 @@ class SharedProblem:
     'SharedProblem'
     """
 
-    def __init__(self, problem: "Problem"):
+    def __init__(self, problem: "Problem", local: type[Engine] = PythonEngine):
         self.problem = problem
+        self.engine = local
         self._local = threading.local()
 
     def __reduce__(self) -> tuple:
-        return (SharedProblem, (self.problem,))
+        return (SharedProblem, (self.problem, self.engine))
 
     def local(self) -> tuple["Problem", Any]:
         """This thread's copy of the problem and its local engine."""
         state = getattr(self._local, "state", None)
         if state is None:
-            from .base import select_engine
-
             problem = dataclasses.replace(
                 self.problem, working=[a.copy() for a in self.problem.working], notes=[],
                 evaluations=0)
-            state = self._local.state = (problem, select_engine("auto", problem.f, 1))
+            state = self._local.state = (problem, self.engine(workers=1))
         return state
 
 
@@ -233,19 +235,28 @@ def directions_task(shared: SharedProblem, directions: list, steps: np.ndarray,
                     first: int = 0) -> tuple[np.ndarray, str, list[str]]:
     """One task of ``evaluate_directions``: losses along some of the directions.
 
-    Both local engines (Python, Numba) evaluate directions in the Python loop, which
-    is called here with ``first``, the call's index of ``directions[0]``, for messages.
+    The local engines (Python, Numba) evaluate directions in the reference loop
+    (the contract's default), which is called here with ``first``, the call's index
+    of ``directions[0]``, for messages.
     """
-    from .python import evaluate_directions
-
     problem, engine = shared.local()
     seen = len(problem.notes)
     out = evaluate_directions(problem, directions, steps, first)
     return out, engine.name, problem.notes[seen:]
 
 
+def outputs_task(shared: SharedProblem, param: int, members: list, values: list,
+                 contexts: list) -> tuple[np.ndarray, str, list[str]]:
+    """One task of ``evaluate_outputs``: an array-valued function at some of the points."""
+    vf, engine = shared.local()
+    seen = len(vf.notes)
+    out = engine.evaluate_outputs(vf, param, members, values, contexts)
+    return out, engine.name, vf.notes[seen:]
+
+
 def portable(problem: "Problem") -> "Problem":
-    """The problem without the user's arrays (workers need only the working copies)."""
+    """The problem (or a ``VectorFunction``) without the user's arrays (workers need
+    only the working copies)."""
     from ..problem.params import ParamSet
 
     paramset = problem.paramset
@@ -255,7 +266,7 @@ def portable(problem: "Problem") -> "Problem":
 
 
 # -- the client side ------------------------------------------------------------------
-class DaskEngine:
+class DaskEngine(Engine):
     """Evaluate perturbed losses in tasks on a ``dask.distributed`` cluster.
 
     Parameters
@@ -268,6 +279,10 @@ class DaskEngine:
         Worker processes of the ``LocalCluster`` started without ``client``
         (default: one per core). Not allowed with ``client`` (the cluster has
         its own size).
+    local : Engine subclass, optional
+        The engine each worker runs (on one thread: worker processes are the
+        parallelism); :func:`gradprobe.engines.select.select_engine` passes the
+        best local engine for ``f``. Default: the Python engine.
 
     Attributes
     ----------
@@ -291,8 +306,25 @@ class DaskEngine:
     """
 
     name = "dask"
+    distributed = True
+    reports_progress = True
 
-    def __init__(self, client: Any = None, workers: int | None = None):
+    @classmethod
+    def accept(cls, f: object) -> None:
+        if isinstance(f, CFunctionLoss):
+            raise TypeError(
+                "backend='dask' cannot send a C function (cffi pointer or numba.cfunc) to "
+                "worker processes: its address is only valid in the process that made it; use "
+                "backend='cffi' (all cores of this machine) or a Python / numba.njit loss")
+
+    @classmethod
+    def create(cls, f: object, workers: int | None, client: object = None,
+               local: Callable[[object], type[Engine]] | None = None) -> "DaskEngine":
+        return cls(client=client, workers=workers,
+                   local=local(f) if local is not None else PythonEngine)
+
+    def __init__(self, client: Any = None, workers: int | None = None,
+                 local: type[Engine] = PythonEngine):
         distributed = import_distributed()
         if client is not None:
             if not isinstance(client, distributed.Client):
@@ -309,8 +341,11 @@ class DaskEngine:
                     f"workers={workers} cannot be used with client=: the cluster has its "
                     "own size (workers sets the size of the LocalCluster gradprobe starts "
                     "when no client is given)")
+        if not (isinstance(local, type) and issubclass(local, Engine)) or local.distributed:
+            raise TypeError(f"local must be a local Engine subclass, got {local!r}")
         self.client = client
         self.workers = workers
+        self.local = local
         self.report_progress: Callable[[int], Any] | None = None
         self.local_engines: set[str] = set()
         self._cluster: Any = None
@@ -346,6 +381,25 @@ class DaskEngine:
         problem.evaluations += out.size
         return out
 
+    def evaluate_outputs(self, vf: Any, param: int, members: Any, values: Any,
+                         contexts: Any) -> np.ndarray:
+        """Outputs of an array-valued function at displaced points, points split over tasks.
+
+        The function (a ``VectorFunction`` without the user's arrays) is
+        scattered once per check, like a problem.
+        """
+        k = len(members)
+        out = np.empty((k, vf.size), dtype=np.complex128 if vf.complex_step else np.float64)
+        if k:
+            client = self._connect()
+            bounds = task_bounds(k, 1, float("nan"), _threads(client))
+            tasks = [(outputs_task, (param, list(members[lo:hi]), list(values[lo:hi]),
+                                     list(contexts[lo:hi])), lo, hi)
+                     for lo, hi in zip(bounds[:-1], bounds[1:])]
+            self._run(client, vf, tasks, out, None, "gradprobe-outputs")
+        vf.evaluations += k
+        return out
+
     def close(self) -> None:
         """Release the scattered problem; close the cluster this engine started.
 
@@ -379,8 +433,8 @@ class DaskEngine:
             return self._shared[1]
         self._forget()
         try:
-            future = client.scatter(SharedProblem(portable(problem)), broadcast=True,
-                                    hash=False)
+            future = client.scatter(SharedProblem(portable(problem), self.local),
+                                    broadcast=True, hash=False)
         except Exception as exc:
             if not _is_serialization_error(exc):
                 raise

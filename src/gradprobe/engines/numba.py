@@ -21,6 +21,8 @@ import contextlib
 import inspect
 import sys
 import threading
+import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -28,7 +30,8 @@ import numpy as np
 
 from .. import config
 from ..problem.params import loss_value
-from .base import batch_rows
+from .base import Engine, batch_rows
+from .cffi import CFunctionLoss
 
 if TYPE_CHECKING:
     from ..problem.point import Problem
@@ -65,7 +68,7 @@ class _Plan:
     described: str = ""           # f's argument types, for messages
 
 
-class NumbaEngine:
+class NumbaEngine(Engine):
     """Evaluate perturbed losses of a ``numba.njit`` ``f`` in one parallel kernel.
 
     Parameters
@@ -91,6 +94,21 @@ class NumbaEngine:
 
     name = "numba"
 
+    @classmethod
+    def claims(cls, f: object) -> bool:
+        """``backend="auto"`` runs a ``numba.njit`` loss here."""
+        return is_numba_function(f)
+
+    @classmethod
+    def accept(cls, f: object) -> None:
+        if isinstance(f, CFunctionLoss):
+            raise TypeError("backend='numba' runs numba.njit functions; a C loss (cffi "
+                            "pointer or numba.cfunc) runs on backend='cffi' (or 'auto')")
+        if not is_numba_function(f):
+            raise TypeError(
+                f"backend='numba' needs a numba.njit function, got {type(f).__name__}; "
+                "decorate f with @numba.njit, or use backend='python'")
+
     def __init__(self, workers: int | None = None):
         import numba
 
@@ -98,6 +116,7 @@ class NumbaEngine:
         self.max_threads = int(numba.config.NUMBA_NUM_THREADS)
         self.threads = min(workers, self.max_threads) if workers else None
         self._plan: tuple[Any, _Plan] | None = None
+        self._outputs: tuple[Any, Any] | None = None  # (VectorFunction, its kernel layout)
 
     # -- the contract ---------------------------------------------------
     def evaluate(self, problem: "Problem", param: int, entries: np.ndarray,
@@ -133,6 +152,62 @@ class NumbaEngine:
         if out.dtype.kind == "c" and not problem.complex_step:
             out = _real_losses(problem, param, entries, points, out)
         return out
+
+    def progress_chunk(self, entries: int) -> int:
+        """A progress bar splits a call into ``config.PROGRESS_NUMBA_BATCHES``
+        launches (each launch of the parallel kernel has a start-up cost)."""
+        return max(1, -(-entries // config.PROGRESS_NUMBA_BATCHES))
+
+    def evaluate_outputs(self, vf: Any, param: int, members: Any, values: Any,
+                         contexts: Any) -> np.ndarray:
+        """The points in one parallel kernel (:mod:`.numba_outputs`) for a ``numba.njit``
+        ``f`` returning an array; the reference loop otherwise, and for the first
+        point the kernel could not settle (``f`` raised, another shape, not finite)."""
+        from . import numba_outputs
+
+        how = self._outputs_plan(vf)
+        k = len(members)
+        spent = _OUTPUT_LOOP_SECONDS.get(vf.f, 0.0) if how is not None else 0.0
+        if how is None or k == 0 or spent < config.NUMBA_OUTPUTS_PAYOFF_SECONDS:
+            started = time.perf_counter()
+            out = super().evaluate_outputs(vf, param, members, values, contexts)
+            if how is not None:
+                _OUTPUT_LOOP_SECONDS[vf.f] = spent + time.perf_counter() - started
+            return out
+        with self._thread_count() as threads, _launch_guard():
+            done = numba_outputs.launch(vf, how, param, members, values, threads)
+            if done is None and how.parallel:  # arguments a parallel region cannot take
+                how.parallel = False
+                done = numba_outputs.launch(vf, how, param, members, values, threads)
+        if done is None:
+            self._outputs = (vf, None)
+            return super().evaluate_outputs(vf, param, members, values, contexts)
+        out, first = done
+        vf.evaluations += first
+        if first < k:  # f's own words, from Python, at the first point it failed
+            super().evaluate_outputs(vf, param, members[first:first + 1],
+                                     values[first:first + 1], contexts[first:first + 1])
+            raise RuntimeError(f"{vf.what} failed inside the Numba kernel {contexts[first]} "
+                               "but not when called again there from Python; is it "
+                               "deterministic?")
+        return out
+
+    def _outputs_plan(self, vf: Any) -> Any:
+        """The kernel's layout of ``vf`` (None: the reference loop), once per function."""
+        if self._outputs is not None and self._outputs[0] is vf:
+            return self._outputs[1]
+        how = None
+        if is_numba_function(vf.f):
+            from . import numba_outputs
+
+            try:
+                layout = call_layout(vf)
+            except TypeError:  # a dict input passed by keyword: the reference loop
+                layout = None
+            if layout is not None:
+                how = numba_outputs.plan(vf, layout, not _launches_parallel(vf.f, None))
+        self._outputs = (vf, how)
+        return how
 
     # -- threads ----------------------------------------------------------
     @contextlib.contextmanager
@@ -342,6 +417,8 @@ def _worth_compiling(problem: "Problem", plan: _Plan, evaluations: int) -> bool:
 
 #: Predicted seconds spent in the Python loop, per layout (kernel signature).
 _LOOP_SECONDS: dict[Any, float] = {}
+#: Seconds the reference loop spent on each njit array-valued function (evaluate_outputs).
+_OUTPUT_LOOP_SECONDS: "weakref.WeakKeyDictionary[Any, float]" = weakref.WeakKeyDictionary()
 
 
 def _evaluate_in_python(problem: "Problem", param: int, entries: np.ndarray,

@@ -20,7 +20,7 @@ def info() -> dict[str, Any]:
         ``{"gradprobe": version, "python": ..., "numpy": ..., "engines":
         {name: "available" | "unavailable: reason"}}``; ``"cffi"`` is the
         optional C kernel (see ``GRADPROBE_C_KERNEL`` in
-        ``gradprobe.engines.cffi``); ``"dask"`` needs the extra
+        ``gradprobe.engines.ckernel``); ``"dask"`` needs the extra
         ``gradprobe[dask]``.
 
     Raises
@@ -44,8 +44,8 @@ def info() -> dict[str, Any]:
     except ImportError as exc:  # pragma: no cover - numba is a dependency
         engines["numba"] = f"unavailable: {exc}"
     # GRADPROBE_C_KERNEL=require: a missing kernel raises ImportError here.
-    from ..engines.cffi import KERNEL_STATUS
-    engines["cffi"] = KERNEL_STATUS
+    from ..engines import ckernel
+    engines["cffi"] = ckernel.status()
     from ..engines.dask import status as dask_status  # without importing dask
     engines["dask"] = dask_status()
     return {

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import config
-from ..engines.cffi import KERNEL_STATUS, _KERNEL, kernel_threads
+from ..engines import ckernel
 from . import constants
 
 #: The C type name and function suffix of each supported dtype.
@@ -33,11 +33,11 @@ def available() -> bool:
 
     Examples
     --------
-    >>> from gradprobe.engines import cffi as c_engine
-    >>> available() == c_engine.kernel_available()
+    >>> from gradprobe.engines import ckernel
+    >>> available() == ckernel.available()
     True
     """
-    return _KERNEL is not None
+    return ckernel.available()
 
 
 def _real(name: str, a: Any, dtype: np.dtype | None = None, ndim: int | None = None,
@@ -123,13 +123,11 @@ class CKernels:
     name = "cffi"
 
     def __init__(self, threads: int | None = None):
-        if _KERNEL is None:
-            raise ValueError("backend 'cffi' is not available: "
-                             + KERNEL_STATUS.removeprefix("unavailable: "))
+        module = ckernel.require("cffi")
         if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        self._ffi, self._lib = _KERNEL.ffi, _KERNEL.lib
-        self.threads = kernel_threads(threads)
+        self._ffi, self._lib = module.ffi, module.lib
+        self.threads = ckernel.threads(threads)
 
     # -- plumbing ------------------------------------------------------------
     def _ptr(self, a: np.ndarray, writable: bool = False) -> Any:

@@ -8,10 +8,12 @@ The bar counts entries, so tqdm shows entries/s and the time left.
 The bar is drawn by wrapping the engine (:class:`ProgressEngine`): the
 entries of one ``evaluate`` call are handed to the real engine in chunks
 (a few thousand for the Python engine, a few batches for the Numba engine)
-and the bar moves between chunks. Every entry is evaluated on its own, so
-the losses are exactly those of an unwrapped engine. An engine with a
-``report_progress`` attribute (the Dask engine) gets the whole call and
-moves the bar itself, as its tasks complete. When progress is off
+and the bar moves between chunks (:meth:`Engine.progress_chunk
+<gradprobe.engines.base.Engine.progress_chunk>` entries a call). Every entry
+is evaluated on its own, so the losses are exactly those of an unwrapped
+engine. An engine that :attr:`reports_progress
+<gradprobe.engines.base.Engine.reports_progress>` (the Dask engine) gets the
+whole call and moves the bar itself, as its tasks complete. When progress is off
 the engine is not wrapped at all: nothing is added to the hot path.
 
 tqdm is an optional dependency (``pip install gradprobe[progress]``); without
@@ -26,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import config
+from ..engines.base import Engine
 
 if TYPE_CHECKING:
-    from ..engines.base import Engine
     from ..problem.point import Problem
 
 _warned_missing = False
@@ -84,19 +86,20 @@ def make_bar(total: int | None, description: str) -> Any:
                 dynamic_ncols=True, leave=False)
 
 
-class ProgressEngine:
+class ProgressEngine(Engine):
     """An engine that hands entries to another engine in chunks and moves a bar.
 
     Parameters
     ----------
     engine : Engine
-        The engine doing the work; every other attribute (``name``,
-        ``evaluate_directions``, ...) is the wrapped engine's.
+        The engine doing the work; its ``name``, ``evaluate_directions``,
+        ``evaluate_outputs`` and ``close`` are this engine's.
     bar : tqdm-like
         Has ``update(n)``, ``total``, ``n`` and ``refresh()``.
     chunk : int, optional
-        Entries per call of the wrapped engine (default: a few thousand for the
-        Python engine, an eighth of the entries for the Numba engine).
+        Entries per call of the wrapped engine (default: the engine's
+        ``progress_chunk``: a few thousand for the Python engine, an eighth of
+        the entries for the Numba engine).
 
     Examples
     --------
@@ -119,20 +122,33 @@ class ProgressEngine:
     (5, 'python')
     """
 
-    def __init__(self, engine: "Engine", bar: Any, chunk: int | None = None):
+    name = "progress"  # the instance's name is the wrapped engine's
+
+    def __init__(self, engine: Engine, bar: Any, chunk: int | None = None):
         self.engine = engine
+        self.name = engine.name  # type: ignore[misc]
         self.bar = bar
         self.chunk = chunk
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.engine, name)
-
     def _chunk(self, k: int) -> int:
-        if self.chunk is not None:
-            return self.chunk
-        if getattr(self.engine, "name", "") == "numba":
-            return max(1, -(-k // config.PROGRESS_NUMBA_BATCHES))
-        return config.PROGRESS_CHUNK_ENTRIES
+        return self.chunk if self.chunk is not None else self.engine.progress_chunk(k)
+
+    def evaluate_directions(self, problem: "Problem", directions: list,
+                            steps: np.ndarray) -> np.ndarray:
+        """The wrapped engine's (directions are few: the bar does not count them)."""
+        return self.engine.evaluate_directions(problem, directions, steps)
+
+    def evaluate_outputs(self, vf: Any, param: int, members: Any, values: Any,
+                         contexts: Any) -> np.ndarray:
+        """The wrapped engine's."""
+        return self.engine.evaluate_outputs(vf, param, members, values, contexts)
+
+    def progress_chunk(self, entries: int) -> int:
+        return self._chunk(entries)
+
+    def close(self) -> None:
+        """Close the wrapped engine."""
+        self.engine.close()
 
     def evaluate(self, problem: "Problem", param: int, entries: np.ndarray,
                  points: np.ndarray) -> np.ndarray:
@@ -142,7 +158,7 @@ class ProgressEngine:
         if bar.total is not None and bar.n + k > bar.total:
             bar.total = bar.n + k  # confirmations and kink probes come on top
             bar.refresh()
-        if hasattr(self.engine, "report_progress"):  # it moves the bar as its tasks finish
+        if self.engine.reports_progress:  # it moves the bar as its tasks finish
             self.engine.report_progress = bar.update
             return self.engine.evaluate(problem, param, entries, points)
         chunk = self._chunk(k)
