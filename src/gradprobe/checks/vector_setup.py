@@ -185,7 +185,10 @@ def merge_runs(runs: Sequence[Mapping[str, ParamReport]]) -> dict[str, ParamRepo
     for name in runs[0]:
         reports = [run[name] for run in runs]
         first = reports[0]
-        entries = np.unique(np.concatenate([r.flat_indices for r in reports]))
+        size = int(np.prod(first.shape, dtype=np.int64))
+        every = all(r.full and r.failed_mask.size == size for r in reports)
+        entries = np.arange(size, dtype=np.int64) if every else \
+            np.unique(np.concatenate([r.flat_indices for r in reports]))
         k, u = len(reports), entries.size
         present = np.zeros((k, u), dtype=bool)
         ratio = np.full((k, u), -np.inf)
@@ -195,13 +198,14 @@ def merge_runs(runs: Sequence[Mapping[str, ParamReport]]) -> dict[str, ParamRepo
                   "rel_error_flat", "ratio_flat")
         values = {f: np.full((k, u), np.nan) for f in fields}
         for i, r in enumerate(reports):
-            pos = np.searchsorted(entries, r.flat_indices)
+            pos: Any = slice(None) if every else np.searchsorted(entries, r.flat_indices)
             present[i, pos] = True
-            ratio[i, pos] = np.where(np.isnan(r.ratio_flat), np.inf, r.ratio_flat)
+            row = _per_entry(r)
+            ratio[i, pos] = np.where(np.isnan(row["ratio_flat"]), np.inf, row["ratio_flat"])
             failed[i, pos] = r.failed_mask
             kink[i, pos] = r.kink_mask
             for f in fields:
-                values[f][i, pos] = getattr(r, f)
+                values[f][i, pos] = row[f]
         primary = max(range(k), key=lambda i: (reports[i].failed,
                                                float(ratio[i].max(initial=-np.inf))))
         failed_any = failed.any(axis=0)
@@ -222,6 +226,22 @@ def merge_runs(runs: Sequence[Mapping[str, ParamReport]]) -> dict[str, ParamRepo
             report.resolution = max(v for v in resolutions if v is not None)
         merged[name] = report
     return merged
+
+
+def _per_entry(report: ParamReport) -> dict[str, np.ndarray]:
+    """The per-entry arrays of a report; the error metrics it left out computed in
+    one pass (each lazy field alone would recompute all of them)."""
+    row = {f: getattr(report, f) for f in ("analytic_flat", "numeric_flat", "error_bar_flat")}
+    stored = [report.__dict__.get(f"_{f}") for f in ("abs_error_flat", "rel_error_flat",
+                                                    "ratio_flat")]
+    if any(v is None for v in stored):
+        from ..report.metrics import entry_metrics
+
+        a, r, _, q = entry_metrics(row["analytic_flat"], row["numeric_flat"],
+                                   row["error_bar_flat"], report.rtol, report.atol)
+        stored = [a, r, q]
+    row.update(zip(("abs_error_flat", "rel_error_flat", "ratio_flat"), stored))
+    return row
 
 
 def _finish(params: dict[str, ParamReport], *, method: str, mode: str, backend: str,

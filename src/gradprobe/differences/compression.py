@@ -250,6 +250,9 @@ def run_groups(columns: Columns, grouping: Grouping, sink: Sink,
     along = np.zeros(vf.size)
     along_bar = np.zeros(vf.size)
     captured: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    fused = vf.size >= config.LINE_KERNEL_MIN_OUTPUTS
+    if fused:
+        from .line_kernel import accumulate_direction
     first = []   # the groups of the verification entries go first: a bad guess fails early
     for j in chosen:
         g = grouping.group_of(int(j))
@@ -261,16 +264,23 @@ def run_groups(columns: Columns, grouping: Grouping, sink: Sink,
         owners = grouping.owners(g)
         valid = owners >= 0
         est = columns.line(members)
-        stray = _outside(est.value[~valid], 0.0 * est.value[~valid], est.error_bar[~valid])
-        if stray.any():
-            r = int(np.flatnonzero(~valid)[np.flatnonzero(stray)[0]])
+        if fused:   # the same sums and test in one pass
+            r = accumulate_direction(owners, np.ascontiguousarray(est.value),
+                                     np.ascontiguousarray(est.error_bar), xi, along,
+                                     along_bar)
+        else:
+            stray = _outside(est.value[~valid], 0.0 * est.value[~valid],
+                             est.error_bar[~valid])
+            r = int(np.flatnonzero(~valid)[np.flatnonzero(stray)[0]]) if stray.any() else -1
+            if r < 0:
+                o = owners[valid]
+                along[valid] += est.value[valid] * xi[o]
+                along_bar[valid] += est.error_bar[valid] * np.abs(xi[o])
+        if r >= 0:
             index = np.unravel_index(r, vf.out_shape)
             return (f"{format_entry('output', index)} moved in a group that was not "
                     "expected to move it")
         sink(members, owners, valid, est)
-        o = owners[valid]
-        along[valid] += est.value[valid] * xi[o]
-        along_bar[valid] += est.error_bar[valid] * np.abs(xi[o])
         for j in chosen:
             if int(j) in captured or not np.any(members == j):
                 continue
@@ -320,22 +330,32 @@ class VjpSink:
     """
 
     def __init__(self, cotangents: np.ndarray, scale: np.ndarray):
-        self.us = np.asarray(cotangents, dtype=np.float64)
+        self.us = np.ascontiguousarray(cotangents, dtype=np.float64)
         self.scale = scale
         k, n = self.us.shape[0], scale.size
         self.value = np.zeros((k, n))
         self.bar = np.zeros((k, n))
         self._position = np.zeros(n, dtype=np.int64)   # flat entry -> place in its group
+        self._us_t = np.ascontiguousarray(self.us.T)     # output-major, for the kernel
 
     def __call__(self, members: np.ndarray, owners: np.ndarray, valid: np.ndarray,
                  est: Estimate) -> None:
         self._position[members] = np.arange(members.size)
+        inverse = 1.0 / self.scale[members]
+        if owners.size >= config.LINE_KERNEL_MIN_OUTPUTS:   # one pass, the same sums
+            from .line_kernel import accumulate_vjp
+
+            accumulate_vjp(np.ascontiguousarray(owners, dtype=np.int64), self._position,
+                           self._us_t, np.ascontiguousarray(est.value, dtype=np.float64),
+                           np.ascontiguousarray(est.error_bar, dtype=np.float64),
+                           np.ascontiguousarray(members, dtype=np.int64), inverse,
+                           self.value, self.bar)
+            return
         if valid.all():   # every output owned (dense layers): no subsets to copy
             local, value, bar, us = self._position[owners], est.value, est.error_bar, self.us
         else:
             local = self._position[owners[valid]]
             value, bar, us = est.value[valid], est.error_bar[valid], self.us[:, valid]
-        inverse = 1.0 / self.scale[members]
         for k, uk in enumerate(us):
             self.value[k, members] += np.bincount(local, uk * value,
                                                   minlength=members.size) * inverse

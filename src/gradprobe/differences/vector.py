@@ -274,7 +274,9 @@ class VectorFunction:
         y = output_array(raw, what=self.what, context=context, shape=self.out_shape,
                          allow_complex=self.complex_step)
         flat = y.reshape(-1).astype(np.complex128 if self.complex_step else np.float64)
-        if finite and not np.all(np.isfinite(flat)):
+        # a finite sum needs finite entries: one pass without a temporary (the
+        # full test only when the sum is not finite, which overflow also makes)
+        if finite and not np.isfinite(flat.sum()) and not np.all(np.isfinite(flat)):
             bad = int(np.flatnonzero(~np.isfinite(flat))[0])
             index = np.unravel_index(bad, self.out_shape) if self.out_shape else ()
             raise ValueError(
@@ -344,10 +346,19 @@ def line_estimate(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float, 
     stencil = Stencil(method)
     origin_array = np.asarray([np.real(origin)])
     points = stencil.points(origin_array, np.array([float(h)]))[0]
-    outputs = np.stack([np.real(evaluate(p)) for p in points], axis=1)
-    m = outputs.shape[0]
-    x = np.full(m, float(origin_array[0]))
-    return stencil.estimate(outputs, x, np.broadcast_to(points.astype(np.float64), outputs.shape),
+    if method == "central" and vf.size >= config.LINE_KERNEL_MIN_OUTPUTS and \
+            origin_array.dtype == np.float64 and origin_array[0] == 0.0:
+        from .line_kernel import central_line   # one fused pass (the same bits)
+
+        yp, ym = (np.ascontiguousarray(np.real(evaluate(p)), dtype=np.float64) for p in points)
+        value, bar, left, right, truncation = central_line(yp, ym, vf.y0, vf.noise,
+                                                           float(points[0]), vf.eps)
+        return Estimate(value, bar, left, right, truncation=truncation)
+    # one row per output, its points in contiguous columns; the line's origin and
+    # points broadcast over the rows
+    outputs = np.stack([np.real(evaluate(p)) for p in points], axis=0).T
+    x = np.full(1, float(origin_array[0]))
+    return stencil.estimate(outputs, x, points.astype(np.float64)[None, :],
                             f0=vf.y0, noise=vf.noise, eps=vf.eps)
 
 
