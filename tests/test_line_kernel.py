@@ -134,3 +134,32 @@ def test_check_jacobian_is_the_same_with_and_without_the_kernels(monkeypatch):
     b = gp.check_jacobian(np.tanh, x, jac)
     _same(a, b)
     assert a.passed and a.params["jacobian"].strategy.startswith("compressed")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_owned_sides_read_like_the_dense_array(seed):
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(1, 500))
+    positions = rng.choice(size, size=int(rng.integers(0, size + 1)), replace=False)
+    values = rng.standard_normal(positions.size)
+    sides = compression.OwnedSides(positions, values, size)
+    dense = np.zeros(size)
+    dense[positions] = values
+    np.testing.assert_array_equal(np.asarray(sides), dense)
+    at = rng.integers(0, size, 50)
+    np.testing.assert_array_equal(sides[at], dense[at])
+    mask = rng.random(size) < 0.3
+    np.testing.assert_array_equal(sides[mask], dense[mask])
+
+
+def test_compressed_check_jacobian_reports_the_same_kinks_as_entry_by_entry():
+    x = np.array([[0.0, 1.0, -2.0, 0.0], [3.0, 0.0, -0.5, 2.0]] * 3)
+    jac = np.zeros(x.shape + x.shape)
+    i, j = np.indices(x.shape).reshape(2, -1)
+    jac[i, j, i, j] = np.where(x >= 0, 1.0, -1.0).reshape(-1)   # at 0: the right slope
+    grouped = gp.check_jacobian(np.abs, x, jac)
+    plain = gp.check_jacobian(np.abs, x, jac, compression=False)
+    assert grouped.params["jacobian"].strategy.startswith("compressed")
+    assert grouped.params["jacobian"].kinks == plain.params["jacobian"].kinks
+    assert len(plain.params["jacobian"].kinks) == int(np.sum(x == 0))
+    assert grouped.passed and plain.passed
