@@ -17,7 +17,7 @@ dense layer itself. These kernels make each of those jobs one pass:
   that no output the group does not own moved.
 
 They are serial (the forward between two groups is the parallel part) and
-compile in well under a second (explicit signatures, ``cache=True``); this
+compile in well under a second (explicit signatures, ``config.NUMBA_FLAGS``); this
 module is imported only for functions with at least
 ``config.LINE_KERNEL_MIN_OUTPUTS`` outputs, so ``import gradprobe`` does not
 import Numba.
@@ -42,7 +42,7 @@ _OWNERS = (_I1, numba.types.Array(numba.int64, 1, "C", readonly=True))
 
 
 @numba.njit("void(f8[::1], f8[::1], f8[::1], f8[::1], f8, f8, f8, f8[::1], f8[::1], f8[::1],"
-            " f8[::1], f8[::1])", cache=True, fastmath=False, nogil=True)
+            " f8[::1], f8[::1])", **config.NUMBA_FLAGS)
 def _central_line(yp, ym, y0, noise, h, floor_factor, safety, value, bar, left,
                   right, truncation):  # pragma: no cover - compiled
     span = h - (-h)
@@ -103,7 +103,7 @@ def central_line(yp: np.ndarray, ym: np.ndarray, y0: np.ndarray, noise: np.ndarr
 
 
 @numba.njit([numba.void(owners, _I1, _F2, _F1, _F1, _I1, _F1, _F2, _F2, _F2, _F2)
-             for owners in _OWNERS], cache=True, fastmath=False, nogil=True)
+             for owners in _OWNERS], **config.NUMBA_FLAGS)
 def _accumulate_vjp(owners, position, us_t, value, bar, members, inverse, scratch_v,
                     scratch_b, out_v, out_b):  # pragma: no cover - compiled
     k_count = us_t.shape[1]
@@ -141,7 +141,7 @@ def accumulate_vjp(owners: np.ndarray, position: np.ndarray, us_t: np.ndarray,
 
 
 @numba.njit([numba.int64(owners, _F1, _F1, _F1, _F1, _F1, numba.float64)
-             for owners in _OWNERS], cache=True, fastmath=False, nogil=True)
+             for owners in _OWNERS], **config.NUMBA_FLAGS)
 def _accumulate_direction(owners, value, bar, xi, along, along_bar,
                           factor):  # pragma: no cover - compiled
     stray = -1
