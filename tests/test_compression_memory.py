@@ -104,8 +104,10 @@ def test_check_jacobian_holds_only_what_its_report_shows():
     report, peak = _peak(lambda: gp.check_jacobian(np.tanh, x, jac))
     p = report.params["jacobian"]
     assert report.passed and p.strategy.startswith("compressed")
-    # the analytic copy, the numeric values and their error bars; masks are bytes
-    assert peak < 3.6 * jac.nbytes
+    # the analytic copy, the numeric values and their error bars (masks are bytes),
+    # and NumPy's verdict passes until the fused verdict kernels are compiled: not
+    # the dense one-sided derivatives or (out.size, members) temporaries of before
+    assert peak < 5.0 * jac.nbytes
     bad = jac.copy()
     bad[3, 5, 3, 5] *= 1.01
     assert gp.check_jacobian(np.tanh, x, bad).params["jacobian"].failed_indices == \
