@@ -9,7 +9,9 @@ import numpy as np
 
 from .. import config
 from ..options import CheckOptions
+from ..verdict.determinism import vector_determinism
 from ..verdict.diagnosis import diagnose_all
+from ..report.findings import Finding
 from ..problem.params import ParamSet, as_args, match_structure
 from ..report.reports import CheckReport, ParamReport
 from ..differences.stencils import Estimate, step_size
@@ -212,16 +214,39 @@ def _per_entry(report: ParamReport) -> dict[str, np.ndarray]:
 
 def _finish(params: dict[str, ParamReport], *, method: str, mode: str, backend: str,
             evaluations: int, start: float, upcast: bool, noise: float, loss: float,
-            notes: Sequence[str]) -> CheckReport:
-    """Diagnose the merged parameters and wrap them in a CheckReport."""
-    diagnose_all(params)
+            notes: Sequence[str], noise_ulps: float | None = None,
+            findings: Sequence[Finding] = ()) -> CheckReport:
+    """Diagnose the merged parameters (with the noise of ``f``, as the scalar check
+    does) and wrap them in a CheckReport with the whole-function ``findings``."""
+    diagnose_all(params, method=method, noise_ulps=noise_ulps)
     unique: list[str] = []
     for note in notes:
         if note not in unique:
             unique.append(note)
-    return CheckReport(params=params, method=method, mode=mode, backend=backend,
-                       evaluations=int(evaluations), seconds=time.perf_counter() - start,
-                       upcast=bool(upcast), noise=float(noise), loss=float(loss), notes=unique)
+    report = CheckReport(params=params, method=method, mode=mode, backend=backend,
+                         evaluations=int(evaluations), seconds=time.perf_counter() - start,
+                         upcast=bool(upcast), noise=float(noise), loss=float(loss),
+                         notes=unique)
+    report.add_findings(findings)
+    return report
+
+
+def noise_ulps(vf: VectorFunction) -> float | None:
+    """The largest measured noise of ``vf``'s outputs in units of rounding of the
+    largest output (None when nothing was measured or the output is 0)."""
+    scale = float(np.max(np.abs(vf.y0), initial=0.0))
+    if vf.noise_measured == 0 or scale <= np.finfo(np.float64).tiny / vf.eps:
+        return None
+    return float(np.max(vf.noise)) / (vf.eps * scale)
+
+
+def forward_findings(vf: VectorFunction, tolerance: float | None,
+                     notes: list[str]) -> list[Finding]:
+    """``vf``'s ``nondeterministic-forward`` finding (if any); a note goes to ``notes``."""
+    finding, note = vector_determinism(vf, tolerance)
+    if note is not None:
+        notes.append(note)
+    return [] if finding is None else [finding]
 
 
 def _how_many(count: int, noun: str, given: bool, seed: int) -> str:

@@ -72,6 +72,11 @@ def output_array(raw: Any, *, what: str, context: str, shape: tuple[int, ...] | 
     """
     if isinstance(raw, (bool, np.bool_)):
         raise TypeError(f"{what} returned a bool {context}; it must return a numeric array")
+    if isinstance(raw, (tuple, list)) and raw and all(isinstance(v, np.ndarray) for v in raw):
+        raise TypeError(f"{what} returned a {type(raw).__name__} of {len(raw)} arrays {context}; "
+                        "this check takes one output array and never stacks several into "
+                        "one: check_vjp and check_layer take several outputs, or return "
+                        "np.concatenate([...]) yourself")
     try:
         array = np.asarray(raw)
     except Exception as exc:  # ragged lists and the like
@@ -133,6 +138,9 @@ class VectorFunction:
         Remarks for the report.
     evaluations : int
         Evaluations of ``f`` so far.
+    repeats : list of (str, ndarray)
+        Further outputs at the unperturbed point (the noise probe's centre
+        points), to compare with ``y0`` (:mod:`gradprobe.verdict.determinism`).
     """
 
     f: Callable[..., Any]
@@ -150,6 +158,7 @@ class VectorFunction:
     noise_measured: int = 0
     notes: list[str] = field(default_factory=list)
     evaluations: int = 0
+    repeats: list[tuple[str, np.ndarray]] = field(default_factory=list)
 
     # -- set-up -------------------------------------------------------------
     @classmethod
@@ -241,6 +250,8 @@ class VectorFunction:
                           for b, d, w in zip(base, direction, self.working)]
                 rows.append(np.real(self.output(arrays, "while measuring its noise",
                                                 finite=False)))
+                if k == 0:  # the unperturbed point again
+                    self.repeats.append((f"call {len(self.repeats) + 2}", rows[-1]))
             readings.append(noise_by_output(np.stack(rows)))
         level = combine_readings(*readings)
         self.noise_measured = int(np.count_nonzero(level > 0))
