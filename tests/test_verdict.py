@@ -66,3 +66,16 @@ def test_kink_needs_a_jump_that_brackets_the_analytic_value():
     verdict = judge(np.array([0.0, 2.0, 0.0]), est, rtol=1e-5, atol=0.0)
     assert verdict.kink.tolist() == [True, False, False]
     assert verdict.failed.tolist() == [False, True, True]
+
+
+@pytest.mark.parametrize("size", [2, 5000])  # NumPy reference and the fused kernel
+def test_nonfinite_numeric_values_always_fail(size, monkeypatch):
+    # inf - inf allowances gave ratio NaN, and NaN > 1 is False: a difference quotient that
+    # overflowed (or a NaN estimate) passed and showed as "ok"
+    monkeypatch.setattr(config, "VERDICT_KERNEL_MIN_ENTRIES", 1000)
+    value = np.ones(size)
+    value[:2] = [np.inf, np.nan]
+    est = Estimate(value, np.full(size, 1e-12))
+    verdict = judge(np.ones(size), est, rtol=1e-5, atol=0.0)
+    assert verdict.failed[:2].all() and not verdict.failed[2:].any()
+    assert np.all(verdict.ratio[:2] == np.inf)

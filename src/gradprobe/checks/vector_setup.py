@@ -158,22 +158,16 @@ def merge_runs(runs: Sequence[Mapping[str, ParamReport]]) -> dict[str, ParamRepo
         entries = np.arange(size, dtype=np.int64) if every else \
             np.unique(np.concatenate([r.flat_indices for r in reports]))
         k, u = len(reports), entries.size
-        present = np.zeros((k, u), dtype=bool)
         ratio = np.full((k, u), -np.inf)
         failed = np.zeros((k, u), dtype=bool)
         kink = np.zeros((k, u), dtype=bool)
-        fields = ("analytic_flat", "numeric_flat", "error_bar_flat", "abs_error_flat",
-                  "rel_error_flat", "ratio_flat")
-        values = {f: np.full((k, u), np.nan) for f in fields}
+        positions = []
         for i, r in enumerate(reports):
-            pos: Any = slice(None) if every else np.searchsorted(entries, r.flat_indices)
-            present[i, pos] = True
-            row = _per_entry(r)
-            ratio[i, pos] = np.where(np.isnan(row["ratio_flat"]), np.inf, row["ratio_flat"])
+            pos = np.searchsorted(entries, r.flat_indices)
+            positions.append(pos)
+            ratio[i, pos] = np.where(np.isnan(r.ratio_flat), np.inf, r.ratio_flat)
             failed[i, pos] = r.failed_mask
             kink[i, pos] = r.kink_mask
-            for f in fields:
-                values[f][i, pos] = row[f]
         primary = max(range(k), key=lambda i: (reports[i].failed,
                                                float(ratio[i].max(initial=-np.inf))))
         failed_any = failed.any(axis=0)
@@ -182,9 +176,23 @@ def merge_runs(runs: Sequence[Mapping[str, ParamReport]]) -> dict[str, ParamRepo
         choice = np.where(failed_any, worst_failing, choice)
         choice = np.where(failed[primary], primary, choice)
         cols = np.arange(u)
+        # every entry's values from the run chosen for it, one run at a time: one
+        # array per field, and errors recomputed at the chosen entries only
+        values = {f: np.full(u, np.nan) for f in ("analytic_flat", "numeric_flat",
+                                                   "error_bar_flat", "abs_error_flat",
+                                                   "rel_error_flat", "ratio_flat")}
+        for i, (r, pos) in enumerate(zip(reports, positions)):
+            take = np.flatnonzero(choice[pos] == i)
+            if take.size == 0:
+                continue
+            bar = np.broadcast_to(r.error_bar_flat, r.analytic_flat.shape)
+            parts = (r.analytic_flat[take], r.numeric_flat[take], bar[take],
+                     *r._metrics_at(take))
+            for f, part in zip(values, parts):
+                values[f][pos[take]] = part
         report = ParamReport(
             name=first.name, shape=first.shape, dtype=first.dtype, flat_indices=entries,
-            **{f: values[f][choice, cols] for f in fields},
+            **values,
             failed_mask=failed_any, kink_mask=kink[choice, cols] & ~failed_any,
             rtol=reports[primary].rtol, atol=reports[primary].atol,
             full=u == int(np.prod(first.shape, dtype=np.int64)),
@@ -194,22 +202,6 @@ def merge_runs(runs: Sequence[Mapping[str, ParamReport]]) -> dict[str, ParamRepo
             report.resolution = max(v for v in resolutions if v is not None)
         merged[name] = report
     return merged
-
-
-def _per_entry(report: ParamReport) -> dict[str, np.ndarray]:
-    """The per-entry arrays of a report; the error metrics it left out computed in
-    one pass (each lazy field alone would recompute all of them)."""
-    row = {f: getattr(report, f) for f in ("analytic_flat", "numeric_flat", "error_bar_flat")}
-    stored = [report.__dict__.get(f"_{f}") for f in ("abs_error_flat", "rel_error_flat",
-                                                    "ratio_flat")]
-    if any(v is None for v in stored):
-        from ..report.metrics import entry_metrics
-
-        a, r, _, q = entry_metrics(row["analytic_flat"], row["numeric_flat"],
-                                   row["error_bar_flat"], report.rtol, report.atol)
-        stored = [a, r, q]
-    row.update(zip(("abs_error_flat", "rel_error_flat", "ratio_flat"), stored))
-    return row
 
 
 def _finish(params: dict[str, ParamReport], *, method: str, mode: str, backend: str,

@@ -30,7 +30,7 @@ from .. import config
 from ..problem.params import ParamSet, upcast_args
 from ..problem.noise import combine_readings, noise_by_output, noise_direction
 from ..problem.point import format_entry, probe_complex, upcast_note
-from .stencils import Estimate, Stencil, one_sided_slope
+from .stencils import Estimate, Stencil, estimate_rows, one_sided_slope
 
 
 def output_array(raw: Any, *, what: str, context: str, shape: tuple[int, ...] | None,
@@ -365,12 +365,20 @@ def line_estimate(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float, 
         value, bar, left, right, truncation = central_line(yp, ym, vf.y0, vf.noise,
                                                            float(points[0]), vf.eps)
         return Estimate(value, bar, left, right, truncation=truncation)
-    # one row per output, its points in contiguous columns; the line's origin and
-    # points broadcast over the rows
-    outputs = np.stack([np.real(evaluate(p)) for p in points], axis=0).T
-    x = np.full(1, float(origin_array[0]))
-    return stencil.estimate(outputs, x, points.astype(np.float64)[None, :],
-                            f0=vf.y0, noise=vf.noise, eps=vf.eps)
+    # one output at a time into one (m, points) array; the stencil's temporaries
+    # exist for config.ESTIMATE_CHUNK output entries at a time (estimate_rows)
+    outputs = None
+    for column, p in enumerate(points):
+        y = np.real(evaluate(p))
+        if outputs is None:
+            outputs = np.empty((y.size, points.size))
+        outputs[:, column] = y.reshape(-1)
+        del y
+    m = outputs.shape[0]
+    x = np.broadcast_to(np.float64(origin_array[0]), (m,))
+    return estimate_rows(stencil, outputs, x,
+                         np.broadcast_to(points.astype(np.float64), outputs.shape),
+                         f0=vf.y0, noise=vf.noise, eps=vf.eps)
 
 
 def one_sided_line(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float,

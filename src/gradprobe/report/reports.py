@@ -140,36 +140,32 @@ class ParamReport:
 
     def _top_ratio(self, count: int) -> np.ndarray:
         """Positions of the ``count`` largest ratios (NaN counts as inf; ties in
-        order of position), as a stable ``argsort`` of all ratios would give,
-        computed chunk by chunk when the ratios are not stored."""
-        def key(r: np.ndarray) -> np.ndarray:
-            return np.where(np.isnan(r), np.inf, r)
+        order of position), as a stable ``argsort`` of all ratios would give."""
+        return self._presented(count)[0]
 
-        if self.__dict__.get("_ratio_flat") is not None or \
-                self.analytic_flat.size <= config.VERDICT_CHUNK:
-            return np.argsort(-key(self.ratio_flat), kind="stable")[:count]
-        from .metrics import entry_metrics
+    def _presented(self, count: int) -> tuple[np.ndarray, float | None]:
+        """``(_top_ratio(count), largest shown relative error)`` from one pass over
+        the entries (:func:`gradprobe.report.metrics.presentation`: no per-entry
+        float arrays), kept for the next call with the same arrays, so that
+        ``str(report)`` and ``to_dict()`` read them once."""
+        count = max(int(count), config.REPORT_WORST)
+        key = (count, self.rtol, self.atol) + tuple(id(getattr(self, k)) for k in (
+            "analytic_flat", "numeric_flat", "error_bar_flat", "kink_mask"))
+        cached = self.__dict__.get("_presented_cache")
+        if cached is None or cached[0] != key:
+            if self.__dict__.get("_ratio_flat") is not None:  # stored: read them
+                ratio = self.ratio_flat
+                top = np.argsort(-np.where(np.isnan(ratio), np.inf, ratio), kind="stable")
+                cached = (key, (top[:count], _stored_rel_error(self)))
+            else:
+                from .metrics import presentation
 
-        size = self.analytic_flat.size
-        bar = np.broadcast_to(self.error_bar_flat, (size,))
-        picks, values = [], []
-        for start in range(0, size, config.VERDICT_CHUNK):
-            sl = slice(start, min(size, start + config.VERDICT_CHUNK))
-            r = key(entry_metrics(self.analytic_flat[sl], self.numeric_flat[sl], bar[sl],
-                                  self.rtol, self.atol)[3])
-            k = min(count, r.size)
-            if k == 0:
-                continue
-            kth = np.partition(r, r.size - k)[r.size - k]
-            above = np.flatnonzero(r > kth)
-            tied = np.flatnonzero(r == kth)[:k - above.size]
-            chosen = np.concatenate([above, tied])
-            picks.append(chosen + start)
-            values.append(r[chosen])
-        if not picks:
-            return np.zeros(0, dtype=np.int64)
-        pos, val = np.concatenate(picks), np.concatenate(values)
-        return pos[np.lexsort((pos, -val))][:count]
+                cached = (key, presentation(self.analytic_flat, self.numeric_flat,
+                                            self.error_bar_flat, self.rtol, self.atol,
+                                            self.kink_mask, count))
+            self.__dict__["_presented_cache"] = cached
+        order, shown = cached[1]
+        return order[:max(int(count), 0)], shown
 
     # -- summary numbers -------------------------------------------------
     @property
@@ -270,7 +266,7 @@ class ParamReport:
     # -- presentation -----------------------------------------------------
     def worst_entries(self, count: int = config.REPORT_WORST) -> list[dict[str, Any]]:
         """The ``count`` entries with the largest error/allowance ratio."""
-        order = self._top_ratio(count)
+        order = self._top_ratio(count)[:max(int(count), 0)]
         abs_error, rel_error, ratio = self._metrics_at(order)
         bar = np.broadcast_to(self.error_bar_flat, self.analytic_flat.shape)
         rows = []
@@ -341,6 +337,18 @@ def _lazy(key: str) -> property:
 
 for _key in ("flat_indices", "abs_error_flat", "rel_error_flat", "ratio_flat"):
     setattr(ParamReport, _key, _lazy(_key))
+
+
+def _stored_rel_error(p: ParamReport) -> float | None:
+    """The largest relative error the table shows, from a report's stored arrays
+    (see :func:`gradprobe.report.numpy_metrics.presentation`)."""
+    rel = p.rel_error_flat
+    bar = np.broadcast_to(np.asarray(p.error_bar_flat, dtype=np.float64), rel.shape)
+    scale = np.maximum(np.abs(p.analytic_flat), np.abs(p.numeric_flat))
+    with np.errstate(invalid="ignore"):
+        meaningful = p._smooth & ((scale > np.maximum(p.atol, np.nan_to_num(bar, nan=0.0)))
+                                  | ~np.isfinite(rel))
+    return float(rel[meaningful].max()) if meaningful.any() else None
 
 
 def _json_float(value: float) -> float | str:

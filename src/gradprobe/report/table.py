@@ -60,21 +60,9 @@ def _shown_rel_error(p: ParamReport) -> str:
     value is larger than ``atol`` and the error bar. An entry that is zero on
     both sides up to those (a gradient that is exactly 0, its estimate rounding
     noise) has no meaningful relative error; when every entry is like that, "-".
-    Computed ``config.VERDICT_CHUNK`` entries at a time (no full-size temporaries)."""
-    size = p.analytic_flat.size
-    bar = np.broadcast_to(np.asarray(p.error_bar_flat, dtype=np.float64), (size,))
-    smooth = p._smooth
-    best = None
-    for start in range(0, size, config.VERDICT_CHUNK):
-        sl = slice(start, min(size, start + config.VERDICT_CHUNK))
-        rel = p._metrics_at(np.arange(sl.start, sl.stop))[1]
-        scale = np.maximum(np.abs(p.analytic_flat[sl]), np.abs(p.numeric_flat[sl]))
-        floor = np.maximum(p.atol, np.nan_to_num(bar[sl], nan=0.0))
-        meaningful = smooth[sl] & ((scale > floor) | ~np.isfinite(rel))
-        if meaningful.any():
-            top = float(rel[meaningful].max())
-            if best is None or np.isnan(top) or (not np.isnan(best) and top > best):
-                best = top  # NaN, once seen, is the maximum (as ndarray.max)
+    From the report's one presentation pass (no full-size temporaries), which
+    the worst entries below share."""
+    best = p._presented(config.REPORT_WORST)[1]
     return "-" if best is None else _fmt(best)
 
 
