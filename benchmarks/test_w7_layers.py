@@ -10,7 +10,11 @@ only functions. For each layer, measured side by side in one run:
   ``mode="sample"`` check of ``SAMPLES`` entries per input (it would take
   hours on the dense layer);
 * the floor ``evaluations x t_forward``: the evaluations the compressed check
-  spent times the median time of one forward call, measured in the same run;
+  spent times the median time of one forward call, measured in the same run
+  (calls just before and just after the check, interleaved with it);
+* the time the check spent inside ``f`` itself: what is left over is
+  gradprobe's own work (this split does not depend on the machine's load,
+  which on shared cores can change ``t_forward`` several-fold within a run);
 * ``torch.autograd.gradcheck`` (slow mode) on the same layer written in torch,
   extrapolated from a sub-sample of its columns, when torch is installed
   (skipped cleanly otherwise).
@@ -31,7 +35,8 @@ from gradprobe.examples.blackbox_layers import (conv3x3, dense_tanh, elementwise
 
 TITLE = "W7: black-box NumPy layers, full check_vjp (3 cotangents, float64, central)"
 COLUMNS = ("layer", "backward", "entries", "evaluations", "s", "verdict", "named",
-           "floor evals x t_fwd s", "x floor", "entry by entry s (extrap.)", "x faster")
+           "floor evals x t_fwd s", "x floor", "in f s", "own work %",
+           "entry by entry s (extrap.)", "x faster")
 #: Entries per input of the sampled entry-by-entry check that is extrapolated.
 SAMPLES = 40
 
@@ -48,14 +53,26 @@ if os.environ.get("GRADPROBE_W7_QUICK"):  # a smoke run of the plumbing
 _REFERENCE: dict[str, tuple[float, float]] = {}
 
 
-def _t_forward(f, inputs, repeats=7):
+def _forward_times(f, inputs, repeats=7):
     f(*inputs)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         f(*inputs)
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return times
+
+
+def _timed(f, spent):
+    """``f``, adding the seconds of every call to ``spent[0]``."""
+    def timed(*args):
+        start = time.perf_counter()
+        try:
+            return f(*args)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    return timed
 
 
 def _entry_by_entry(name, f, vjp, inputs):
@@ -83,10 +100,13 @@ def test_w7_full_check(benchmark, bench_table, name, backward):
         g = vjp(np.ones_like(f(*inputs)), *inputs)[which]
         index = tuple(int(i) for i in np.unravel_index(int(np.argmax(np.abs(g))), g.shape))
         vjp = planted(vjp, which, index)
-    report = benchmark.pedantic(lambda: gp.check_vjp(f, inputs, vjp, progress=False),
+    before = _forward_times(f, inputs)
+    spent = [0.0]
+    report = benchmark.pedantic(lambda: gp.check_vjp(_timed(f, spent), inputs, vjp,
+                                                     progress=False),
                                 rounds=1, iterations=1, warmup_rounds=0)
     seconds = benchmark.stats["median"]
-    t_fwd = _t_forward(f, inputs)
+    t_fwd = float(np.median(before + _forward_times(f, inputs)))
     floor = report.evaluations * t_fwd
     reference = _entry_by_entry(name, f, vjp, inputs)
     names = list(report.params)
@@ -101,7 +121,8 @@ def test_w7_full_check(benchmark, bench_table, name, backward):
         assert exact, str(report)
     table = bench_table(TITLE, COLUMNS)
     table.add(name, backward, f"{sum(sizes):,}", f"{report.evaluations:,}", seconds,
-              report.status, named, floor, f"{seconds / floor:.2f}", reference,
+              report.status, named, floor, f"{seconds / floor:.2f}", spent[0],
+              f"{100 * (seconds - spent[0]) / seconds:.0f}", reference,
               f"{reference / seconds:,.0f}")
     if backward == "correct":
         table.note(f"{name}: " + "; ".join(f"{n} {p.strategy}" for n, p in
@@ -131,6 +152,6 @@ def test_w7_torch_gradcheck_slow_mode(benchmark, bench_table, name):
     bench_table(TITLE, COLUMNS).add(
         f"{name}: torch gradcheck (slow)", "correct", f"{sum(a.size for a in inputs):,}",
         "-", benchmark.stats["median"] * scale, "passed" if ok else "failed", "-", "-", "-",
-        "-", "-")
+        "-", "-", "-", "-")
     bench_table(TITLE, COLUMNS).note(
         "torch gradcheck rows are extrapolated from the first batch item's columns")

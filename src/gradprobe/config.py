@@ -418,6 +418,11 @@ VERIFY_ENTRIES = 3
 #: A grouping is rejected when a verification differs from the compressed
 #: columns by more than this many times the two error bars together.
 VERIFY_BAR_FACTOR = 2.0
+#: From this many outputs on, the central difference along a line through an
+#: array-valued function and a compressed group's bookkeeping run in fused Numba
+#: kernels (gradprobe.differences.line_kernel: the same bits as NumPy's passes);
+#: below it Numba is not imported for them.
+LINE_KERNEL_MIN_OUTPUTS = 16_384
 
 # -- gradprobe.nn: kernels of the structured check (codes and tiles shared with csrc/gp_nn.h) --
 

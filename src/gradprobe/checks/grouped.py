@@ -337,7 +337,6 @@ def jacobian_by_groups(vf: VectorFunction, opts: CheckOptions,
                               rng)
     if rejected:
         return None, f"entry by entry: grouping rejected ({rejected})"
-    estimate = Estimate(sink.value.reshape(-1), sink.bar.reshape(-1),
-                        None if sink.left is None else sink.left.reshape(-1),
-                        None if sink.right is None else sink.right.reshape(-1))
+    left, right = sink.sides()
+    estimate = Estimate(sink.value.reshape(-1), sink.bar.reshape(-1), left, right)  # type: ignore[arg-type]
     return estimate, describe(grouping.groups, size, grouping.how)

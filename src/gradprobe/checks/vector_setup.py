@@ -153,7 +153,10 @@ def merge_runs(runs: Sequence[Mapping[str, ParamReport]]) -> dict[str, ParamRepo
     for name in runs[0]:
         reports = [run[name] for run in runs]
         first = reports[0]
-        entries = np.unique(np.concatenate([r.flat_indices for r in reports]))
+        size = int(np.prod(first.shape, dtype=np.int64))
+        every = all(r.full and r.failed_mask.size == size for r in reports)
+        entries = np.arange(size, dtype=np.int64) if every else \
+            np.unique(np.concatenate([r.flat_indices for r in reports]))
         k, u = len(reports), entries.size
         ratio = np.full((k, u), -np.inf)
         failed = np.zeros((k, u), dtype=bool)

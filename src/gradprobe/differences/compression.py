@@ -255,6 +255,9 @@ def run_groups(columns: Columns, grouping: Grouping, sink: Sink,
     along = np.zeros(vf.size)
     along_bar = np.zeros(vf.size)
     captured: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    fused = vf.size >= config.LINE_KERNEL_MIN_OUTPUTS
+    if fused:
+        from .line_kernel import accumulate_direction
     first = []   # the groups of the verification entries go first: a bad guess fails early
     for j in chosen:
         g = grouping.group_of(int(j))
@@ -266,16 +269,23 @@ def run_groups(columns: Columns, grouping: Grouping, sink: Sink,
         owners = grouping.owners(g)
         valid = owners >= 0
         est = columns.line(members)
-        stray = _outside(est.value[~valid], 0.0 * est.value[~valid], est.error_bar[~valid])
-        if stray.any():
-            r = int(np.flatnonzero(~valid)[np.flatnonzero(stray)[0]])
+        if fused:   # the same sums and test in one pass
+            r = accumulate_direction(owners, np.ascontiguousarray(est.value),
+                                     np.ascontiguousarray(est.error_bar), xi, along,
+                                     along_bar)
+        else:
+            stray = _outside(est.value[~valid], 0.0 * est.value[~valid],
+                             est.error_bar[~valid])
+            r = int(np.flatnonzero(~valid)[np.flatnonzero(stray)[0]]) if stray.any() else -1
+            if r < 0:
+                o = owners[valid]
+                along[valid] += est.value[valid] * xi[o]
+                along_bar[valid] += est.error_bar[valid] * np.abs(xi[o])
+        if r >= 0:
             index = np.unravel_index(r, vf.out_shape)
             return (f"{format_entry('output', index)} moved in a group that was not "
                     "expected to move it")
         sink(members, owners, valid, est)
-        o = owners[valid]
-        along[valid] += est.value[valid] * xi[o]
-        along_bar[valid] += est.error_bar[valid] * np.abs(xi[o])
         for j in chosen:
             if int(j) in captured or not np.any(members == j):
                 continue
@@ -325,22 +335,32 @@ class VjpSink:
     """
 
     def __init__(self, cotangents: np.ndarray, scale: np.ndarray):
-        self.us = np.asarray(cotangents, dtype=np.float64)
+        self.us = np.ascontiguousarray(cotangents, dtype=np.float64)
         self.scale = scale
         k, n = self.us.shape[0], scale.size
         self.value = np.zeros((k, n))
         self.bar = np.zeros((k, n))
         self._position = np.zeros(n, dtype=np.int64)   # flat entry -> place in its group
+        self._us_t = np.ascontiguousarray(self.us.T)     # output-major, for the kernel
 
     def __call__(self, members: np.ndarray, owners: np.ndarray, valid: np.ndarray,
                  est: Estimate) -> None:
         self._position[members] = np.arange(members.size)
+        inverse = 1.0 / self.scale[members]
+        if owners.size >= config.LINE_KERNEL_MIN_OUTPUTS:   # one pass, the same sums
+            from .line_kernel import accumulate_vjp
+
+            accumulate_vjp(np.ascontiguousarray(owners, dtype=np.int64), self._position,
+                           self._us_t, np.ascontiguousarray(est.value, dtype=np.float64),
+                           np.ascontiguousarray(est.error_bar, dtype=np.float64),
+                           np.ascontiguousarray(members, dtype=np.int64), inverse,
+                           self.value, self.bar)
+            return
         if valid.all():   # every output owned (dense layers): no subsets to copy
             local, value, bar, us = self._position[owners], est.value, est.error_bar, self.us
         else:
             local = self._position[owners[valid]]
             value, bar, us = est.value[valid], est.error_bar[valid], self.us[:, valid]
-        inverse = 1.0 / self.scale[members]
         for k, uk in enumerate(us):
             self.value[k, members] += np.bincount(local, uk * value,
                                                   minlength=members.size) * inverse
@@ -364,8 +384,51 @@ def describe(groups: int, size: int, how: str) -> str:
 _ROUNDING_PER_STEP = {"central": 1.0, "forward": 2.0, "richardson": 1.5, "complex": 0.0}
 
 
+class OwnedSides:
+    """One-sided derivatives of compressed columns, stored where an output is owned.
+
+    A grouped Jacobian entry ``(r, j)`` has one-sided derivatives only where
+    member ``j`` owns output ``r``; everywhere else they are 0 (as the value).
+    Only those entries are kept (as many as the compressed columns have), not a
+    dense ``out.size x in.size`` array; ``sides[positions]`` reads flat
+    positions (row-major), as an array would.
+
+    Examples
+    --------
+    >>> sides = OwnedSides(np.array([4, 0]), np.array([2.0, 1.0]), size=6)
+    >>> sides[np.array([0, 1, 4])].tolist()
+    [1.0, 0.0, 2.0]
+    """
+
+    def __init__(self, positions: np.ndarray, values: np.ndarray, size: int):
+        order = np.argsort(positions, kind="stable")
+        self.positions = np.asarray(positions, dtype=np.int64)[order]
+        self.values = np.asarray(values, dtype=np.float64)[order]
+        self.size = int(size)
+
+    def __getitem__(self, positions: Any) -> np.ndarray:
+        flat = np.arange(self.size)[positions] if isinstance(positions, slice) else \
+            np.asarray(positions)
+        if flat.dtype == bool:
+            flat = np.flatnonzero(flat)
+        flat = flat.astype(np.int64, copy=False)
+        at = np.minimum(np.searchsorted(self.positions, flat), max(self.positions.size - 1, 0))
+        hit = (self.positions[at] == flat) if self.positions.size else np.zeros(flat.shape, bool)
+        return np.where(hit, self.values[at] if self.values.size else 0.0, 0.0)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        dense = np.zeros(self.size, dtype=np.float64 if dtype is None else dtype)
+        dense[self.positions] = self.values
+        return dense
+
+
 class JacobianSink:
-    """Writes grouped columns into dense ``(out.size, in.size)`` arrays (check_jacobian).
+    """Writes grouped columns into dense ``(out.size, in.size)`` value and bar arrays
+    (check_jacobian's report holds them); the one-sided derivatives, nonzero only
+    where a member owns an output, are kept as :class:`OwnedSides`.
 
     An output a member does not own gets the value 0 and the rounding part of
     the error bar a single-entry column would have there.
@@ -376,9 +439,8 @@ class JacobianSink:
         self.scale = scale
         self.value = np.zeros((m, n))
         self.bar = np.zeros((m, n))
-        sided = method in ("central", "richardson")
-        self.left = np.zeros((m, n)) if sided else None
-        self.right = np.zeros((m, n)) if sided else None
+        self.sided = method in ("central", "richardson")
+        self._owned: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         floor = config.NOISE_FLOOR_ULPS * vf.eps * np.abs(vf.y0)
         self.rounding = _ROUNDING_PER_STEP[method] * config.NOISE_SAFETY * \
             np.maximum(vf.noise, floor) / h0
@@ -386,11 +448,25 @@ class JacobianSink:
     def __call__(self, members: np.ndarray, owners: np.ndarray, valid: np.ndarray,
                  est: Estimate) -> None:
         inverse = 1.0 / self.scale[members]
-        self.bar[:, members] = self.rounding[:, None] * inverse[None, :]
+        step = max(1, config.VERDICT_CHUNK // max(1, self.bar.shape[0]))
+        for start in range(0, members.size, step):   # no (out.size, members) temporary
+            part = slice(start, start + step)
+            self.bar[:, members[part]] = self.rounding[:, None] * inverse[None, part]
         rows = np.flatnonzero(valid)
         cols = owners[valid]
         self.value[rows, cols] = est.value[valid] / self.scale[cols]
         self.bar[rows, cols] = est.error_bar[valid] / self.scale[cols]
-        if self.left is not None:
-            self.left[rows, cols] = est.left[valid] / self.scale[cols]
-            self.right[rows, cols] = est.right[valid] / self.scale[cols]
+        if self.sided:
+            self._owned.append((rows * self.scale.size + cols, est.left[valid] / self.scale[cols],
+                                est.right[valid] / self.scale[cols]))
+
+    def sides(self) -> tuple[OwnedSides | None, OwnedSides | None]:
+        """The left and right one-sided derivatives of every entry (None: the
+        method has none)."""
+        if not self.sided:
+            return None, None
+        size = self.value.size
+        parts = self._owned or [(np.zeros(0, np.int64), np.zeros(0), np.zeros(0))]
+        positions = np.concatenate([p for p, _, _ in parts])
+        return (OwnedSides(positions, np.concatenate([a for _, a, _ in parts]), size),
+                OwnedSides(positions, np.concatenate([b for _, _, b in parts]), size))

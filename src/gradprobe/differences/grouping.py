@@ -84,6 +84,12 @@ class AxisGrouping(Grouping):
             widths = [(self.windows[q][1] - self.windows[q][0] + 1) / abs(self.shifts[k][q])
                       for q in driven]
             self.primary.append(driven[int(np.argmin(widths))])
+        # what owners() needs for every group: computed once
+        out = self.out_shape
+        self._grids = [g.astype(np.int64) for g in np.ogrid[tuple(slice(0, n) for n in out)]] \
+            if len(out) > 1 else [np.arange(out[0], dtype=np.int64)]
+        self._strides = np.cumprod((self.shape[1:] + (1,))[::-1])[::-1]
+        self._driven = [self.driven(k) for k in range(len(self.shape))]
 
     def driven(self, k: int) -> list[int]:
         """Output axes whose window input axis ``k`` shifts."""
@@ -103,12 +109,10 @@ class AxisGrouping(Grouping):
     def owners(self, g: int) -> np.ndarray:
         residues = np.unravel_index(int(g), self.moduli)
         out = self.out_shape
-        grids = np.ogrid[tuple(slice(0, n) for n in out)] if len(out) > 1 else \
-            [np.arange(out[0])]
+        grids, strides = self._grids, self._strides
         ones = (1,) * len(out)
         valid: np.ndarray = np.ones(ones, dtype=bool)
         flat: np.ndarray = np.zeros(ones, dtype=np.int64)
-        strides = np.cumprod((self.shape[1:] + (1,))[::-1])[::-1]
         for k, (a, m, c, r) in enumerate(zip(self.shape, self.moduli, self.centre, residues)):
             q = self.primary[k]
             if q is None:
@@ -116,7 +120,7 @@ class AxisGrouping(Grouping):
             else:
                 s = self.shifts[k][q]
                 lo_w, hi_w = self.windows[q]
-                o = grids[q].astype(np.int64)
+                o = grids[q]
                 # o in [lo_w + s t, hi_w + s t] with t = i_k - c
                 if s > 0:
                     t_lo, t_hi = -((hi_w - o) // s), (o - lo_w) // s
@@ -125,7 +129,7 @@ class AxisGrouping(Grouping):
                 start = c + t_lo
                 index = start + (int(r) - start) % m
                 valid = valid & (index <= c + t_hi) & (index >= 0) & (index < a)
-                for q2 in self.driven(k):
+                for q2 in self._driven[k]:
                     if q2 != q:
                         lo2, hi2 = self.windows[q2]
                         shift = self.shifts[k][q2] * (index - c)

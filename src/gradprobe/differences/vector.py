@@ -285,7 +285,9 @@ class VectorFunction:
         y = output_array(raw, what=self.what, context=context, shape=self.out_shape,
                          allow_complex=self.complex_step)
         flat = y.reshape(-1).astype(np.complex128 if self.complex_step else np.float64)
-        if finite and not np.all(np.isfinite(flat)):
+        # a finite sum needs finite entries: one pass without a temporary (the
+        # full test only when the sum is not finite, which overflow also makes)
+        if finite and not np.isfinite(flat.sum()) and not np.all(np.isfinite(flat)):
             bad = int(np.flatnonzero(~np.isfinite(flat))[0])
             index = np.unravel_index(bad, self.out_shape) if self.out_shape else ()
             raise ValueError(
@@ -355,6 +357,14 @@ def line_estimate(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float, 
         return Estimate(value, bar)
     stencil = Stencil(method)
     origin_array = np.asarray([np.real(origin)])
+    if method == "central" and vf.size >= config.LINE_KERNEL_MIN_OUTPUTS and \
+            origin_array.dtype == np.float64 and origin_array[0] == 0.0:
+        from .line_kernel import central_line   # one fused pass (the same bits)
+
+        yp, ym = (np.ascontiguousarray(np.real(evaluate(p)), dtype=np.float64) for p in points)
+        value, bar, left, right, truncation = central_line(yp, ym, vf.y0, vf.noise,
+                                                           float(points[0]), vf.eps)
+        return Estimate(value, bar, left, right, truncation=truncation)
     # one output at a time into one (m, points) array; the stencil's temporaries
     # exist for config.ESTIMATE_CHUNK output entries at a time (estimate_rows)
     outputs = None

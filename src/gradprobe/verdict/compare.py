@@ -189,7 +189,11 @@ def _sides_at(estimate: Estimate, positions: np.ndarray
               ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """One-sided derivatives of ``estimate`` at ``positions`` (None where it has none)."""
     def at(side: np.ndarray | None) -> np.ndarray | None:
-        return None if side is None else np.asarray(side, dtype=np.float64)[positions]
+        if side is None:
+            return None
+        if not isinstance(side, np.ndarray):   # e.g. OwnedSides: read, not made dense
+            return np.asarray(side[positions], dtype=np.float64)
+        return np.asarray(side, dtype=np.float64)[positions]
     return at(estimate.left), at(estimate.right)
 
 
