@@ -62,7 +62,7 @@ def argument_names(fn: Callable[..., Any], count: int, *, skip: int = 0,
     --------
     >>> argument_names(lambda x, W, *rest: None, 4)
     ['x', 'W', 'rest[0]', 'rest[1]']
-    >>> argument_names(len, 2)
+    >>> argument_names(max, 2)   # a builtin without a signature
     ['input[0]', 'input[1]']
     """
     names: list[str] = []
