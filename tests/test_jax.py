@@ -118,3 +118,16 @@ def test_the_x64_setting_is_restored_when_fn_raises():
     with pytest.raises(RuntimeError, match="boom"):
         gj.check_function(f, jnp.ones(4))
     assert not _x64()
+
+
+def test_a_correct_custom_vjp_has_no_structural_findings_and_a_constant_one_has():
+    x, W, b = _point(jnp.float32)
+    assert gj.check_function(make_dense(), x, W, b).findings == []
+
+    @jax.custom_vjp
+    def square(x):
+        return x ** 2
+
+    square.defvjp(lambda x: (x ** 2, x), lambda x, g: (2 * x * g + 1e-3,))
+    report = gj.check_function(square, jnp.linspace(0.5, 1.0, 4))
+    assert "zero-cotangent" in {f.kind for f in report.findings}

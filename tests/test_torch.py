@@ -307,3 +307,53 @@ def test_module_state_is_left_as_it_was():
     assert torch.equal(torch.get_rng_state(), rng)
     model.eval()
     assert gt.check_module(model, x).passed and not model.training
+
+
+# -- structural checks (gradprobe.checks.structural through the adapter) -----------
+
+def test_structural_findings_of_a_backward_that_writes_its_cotangent_and_adds_a_constant():
+    class Leaky(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x ** 2
+
+        @staticmethod
+        def backward(ctx, g):
+            x, = ctx.saved_tensors
+            g.mul_(2)                      # writes autograd's cotangent
+            return g * x + 1e-3            # nonzero for a zero cotangent
+
+    x = torch.randn(5, dtype=torch.float64)
+    saved = snapshot(x)
+    report = gt.check_function(Leaky.apply, x)
+    kinds = {f.kind for f in report.findings}
+    assert {"backward-mutates-cotangent", "zero-cotangent"} <= kinds
+    assert any(n.startswith("structural: zero-cotangent") for n in report.notes)
+    assert_unchanged([x], saved)
+
+
+def test_structural_findings_of_a_forward_that_writes_its_input():
+    class Writes(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = x ** 2
+            x.add_(1e-9)
+            ctx.save_for_backward(x)
+            return y
+
+        @staticmethod
+        def backward(ctx, g):
+            x, = ctx.saved_tensors
+            return 2 * g * x
+
+    x = torch.randn(5, dtype=torch.float64)
+    saved = snapshot(x)
+    report = gt.check_function(Writes.apply, x)
+    assert "forward-mutates-input" in {f.kind for f in report.findings}
+    assert_unchanged([x], saved)
+
+
+def test_a_correct_function_has_no_findings():
+    function, inputs = _inputs("layer_norm", torch.float64)
+    assert gt.check_function(function.apply, *inputs).findings == []
