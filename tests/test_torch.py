@@ -357,3 +357,14 @@ def test_structural_findings_of_a_forward_that_writes_its_input():
 def test_a_correct_function_has_no_findings():
     function, inputs = _inputs("layer_norm", torch.float64)
     assert gt.check_function(function.apply, *inputs).findings == []
+
+
+def test_a_bias_before_batch_norm_has_zero_gradient_and_passes_in_float32():
+    """Its exact gradient is 0; autograd's float32 one is rounding on the scale of the
+    other parameters' gradients, which the default atol absorbs."""
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(12, 8), torch.nn.BatchNorm1d(8),
+                                torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    report = gt.check_module(model, torch.randn(10, 12))
+    assert report.passed, report
+    assert np.max(np.abs(report.params["0.bias"].numeric)) < 1e-9

@@ -224,7 +224,7 @@ def check_module(module: Any, *inputs: Any, cotangents: Any = None, seed: int = 
     The parameters that require grad (by their ``named_parameters()`` names)
     and the floating-point tensors among ``inputs`` (by the names of
     ``module.forward``'s arguments) are checked, as in :func:`check_function`.
-    The module is evaluated with :func:`torch.func.functional_call` on
+    The module is evaluated with ``torch.func.functional_call`` on
     private tensors: its parameters, their ``.grad``, its buffers (running
     statistics get fresh copies on every evaluation) and its train/eval
     state are left as they were. In train mode every evaluation draws the
