@@ -368,3 +368,17 @@ def test_a_bias_before_batch_norm_has_zero_gradient_and_passes_in_float32():
     report = gt.check_module(model, torch.randn(10, 12))
     assert report.passed, report
     assert np.max(np.abs(report.params["0.bias"].numeric)) < 1e-9
+
+
+def test_check_jvp_hands_tangents_to_jvp_as_tensors():
+    x = torch.randn(4, dtype=torch.float64)
+    W = torch.randn(4, 3, dtype=torch.float64)
+    seen = set()
+
+    def jvp(t, x, W):
+        tx, tW = t
+        seen.update({type(tx), type(tW)})
+        return tx @ W + x @ tW
+
+    report = gp.check_jvp(lambda x, W: x @ W, (x, W), jvp)
+    assert report.passed and seen == {torch.Tensor}

@@ -315,7 +315,7 @@ class ParamSet:
         lead = leading_kind(self.kinds)
         with calling(self.kinds):
             tensors = [a if k is None else k.to_tensor(a) for a, k in zip(arrays, self.kinds)]
-            leading = tuple(lead.to_tensor(v) for v in leading)
+            leading = tuple(lead.to_tensors(v) for v in leading)
             return binding.call(f, tensors, args, leading)
 
     def to_user(self, arrays: Sequence[np.ndarray]) -> list[Any]:

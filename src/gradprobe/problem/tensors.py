@@ -114,6 +114,16 @@ class TensorKind:
         return jax.device_put(array, self.device)
 
 
+    def to_tensors(self, value: Any) -> Any:
+        """:meth:`to_tensor` of an array, or of each array in a tuple, list or dict
+        (a tangent in the structure of the inputs)."""
+        if isinstance(value, (tuple, list)):
+            return type(value)(self.to_tensors(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self.to_tensors(v) for k, v in value.items()}
+        return self.to_tensor(value)
+
+
 def tensor_kind(value: Any) -> TensorKind | None:
     """The :class:`TensorKind` of a tensor, or None for anything else.
 
