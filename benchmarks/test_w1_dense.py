@@ -283,14 +283,19 @@ def generic_seconds(model, X, T, grads, samples: int) -> float:
 
 
 # -- the cases -----------------------------------------------------------------------
+def _by_size(sizes):
+    """``n`` values, each in the benchmark group of its layer size."""
+    return [pytest.param(n, marks=pytest.mark.benchmark(group=f"W1 {n}x{n}"))
+            for n in sizes]
+
+
 @pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("n", _by_size(SIZES))
 def test_w1_dense_full_check(benchmark, request, gemm_flops, n, loss):
     model, X, T = dense_problem(n, loss)
     grads = model.gradients(X, T)
     entries = n * n + n
     nn.check_model(model, X, T, grads)  # warm-up: JIT cache, first-touch memory
-    benchmark.group = f"W1 {n}x{n}"
     report = benchmark.pedantic(nn.check_model, args=(model, X, T, grads),
                                 rounds=ROUNDS[n], iterations=1)
     assert report.passed and report.params["0.W"].checked == n * n
@@ -309,10 +314,9 @@ def test_w1_dense_full_check(benchmark, request, gemm_flops, n, loss):
 @pytest.mark.skipif(os.environ.get("GRADPROBE_BENCH_LARGE") != "1",
                     reason="opt-in: GRADPROBE_BENCH_LARGE=1 (needs ~2.5 GB of memory)")
 @pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("n", LARGE_SIZES)
+@pytest.mark.parametrize("n", _by_size(LARGE_SIZES))
 def test_w1_dense_large(benchmark, request, gemm_flops, n, loss):
     """Dense(8192, 8192): one full check in a fresh process, its time and peak memory."""
-    benchmark.group = f"W1 {n}x{n}"
     memory = benchmark.pedantic(peak_memory, args=(n, loss, False), rounds=1, iterations=1)
     row = {"case": f"{n}x{n} {loss}", "entries": n * n + n, "structured": memory["seconds"],
            "memory": memory, "seed": None, "generic": None,
@@ -321,6 +325,7 @@ def test_w1_dense_large(benchmark, request, gemm_flops, n, loss):
     publish(request, row)
 
 
+@pytest.mark.benchmark(group="W1 MLP")
 def test_w1_mlp_first_layer(benchmark, request):
     """3-layer ReLU MLP: perturbing the first layer recomputes the layers after it."""
     rng = np.random.default_rng(3)
@@ -332,7 +337,6 @@ def test_w1_mlp_first_layer(benchmark, request):
     grads = model.gradients(X, T)
     entries = sum(p.size for p in model.parameters().values())
     nn.check_model(model, X, T, grads, mode="sample", samples=8)  # warm-up
-    benchmark.group = "W1 MLP"
     report = benchmark.pedantic(nn.check_model, args=(model, X, T, grads), rounds=2,
                                 iterations=1)
     assert report.passed

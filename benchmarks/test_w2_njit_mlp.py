@@ -192,6 +192,7 @@ def _summarise(problem, tab):
              "times are one full check including noise probe, steps and verdicts")
 
 
+@pytest.mark.benchmark(group="W2 njit MLP loss")
 def test_w2_python_engine_sample(run_once, mlp):
     """The Python engine on a seeded sample of entries, extrapolated to all of them."""
     def run():
@@ -203,6 +204,7 @@ def test_w2_python_engine_sample(run_once, mlp):
     mlp.timings["python_evals"] = report.evaluations
 
 
+@pytest.mark.benchmark(group="W2 njit MLP loss")
 @pytest.mark.parametrize("workers", sorted({1, CORES}))
 def test_w2_numba_engine_full(run_once, mlp, workers):
     """The whole check on the Numba engine."""
@@ -214,6 +216,7 @@ def test_w2_numba_engine_full(run_once, mlp, workers):
     mlp.timings[f"numba{workers}_evals"] = report.evaluations
 
 
+@pytest.mark.benchmark(group="W2 njit MLP loss")
 def test_w2_scaling_interleaved(benchmark, mlp, bench_table):
     """1 vs all cores on the same slice of entries, alternating with the ideal loop.
 
@@ -264,6 +267,7 @@ def test_w2_scaling_interleaved(benchmark, mlp, bench_table):
              f"threads = {best[f'engine {CORES}'] / best[f'ideal {CORES}']:.2f}x the ideal")
 
 
+@pytest.mark.benchmark(group="W2 njit MLP loss")
 def test_w2_torch_gradcheck(benchmark, mlp):
     """torch.autograd.gradcheck of the same network, if torch is installed."""
     try:
@@ -313,6 +317,7 @@ def embedding_problem():
     return E, (ids, u, y), grad
 
 
+@pytest.mark.benchmark(group="W2b cheap njit loss")
 @pytest.mark.parametrize("backend", ["python", "numba"])
 def test_w2b_cheap_loss_full(run_once, bench_table, backend):
     E, args, grad = embedding_problem()

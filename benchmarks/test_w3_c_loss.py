@@ -247,6 +247,7 @@ def _summarise(problem, tab):
              "and verdicts")
 
 
+@pytest.mark.benchmark(group="W3 C loss")
 def test_w3_python_engine_sample(run_once, cmlp):
     """The Python engine calling the C pointer, on a sample, extrapolated."""
     def run():
@@ -258,6 +259,7 @@ def test_w3_python_engine_sample(run_once, cmlp):
     cmlp.timings["python_evals"] = report.evaluations
 
 
+@pytest.mark.benchmark(group="W3 C loss")
 @pytest.mark.parametrize("workers", sorted({1, CORES}))
 def test_w3_c_kernel_full(run_once, cmlp, workers):
     """The whole check on the C kernel."""
@@ -272,6 +274,7 @@ def test_w3_c_kernel_full(run_once, cmlp, workers):
     cmlp.reports["c"] = report
 
 
+@pytest.mark.benchmark(group="W3 C loss")
 def test_w3_numba_engine_full(run_once, cmlp):
     """The njit twin of the same loss on the Numba engine (all cores), for comparison."""
     gp.check(mlp_loss, cmlp.params, cmlp.grads, args=cmlp.args, mode="sample", samples=2)
@@ -299,6 +302,7 @@ def test_w3_numba_engine_full(run_once, cmlp):
                f"largest difference {worst:.3g} error bars (not bit for bit)"))
 
 
+@pytest.mark.benchmark(group="W3 C loss")
 def test_w3_scaling_interleaved(benchmark, cmlp, bench_table):
     """The C kernel on 1 and all threads and the Numba engine on all, same 200 entries.
 

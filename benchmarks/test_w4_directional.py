@@ -101,6 +101,7 @@ def _row(bench_table, label, timed, report, wrong, seconds, full_seconds):
     return named
 
 
+@pytest.mark.benchmark(group="W4 directional 1M parameters")
 @pytest.mark.parametrize("mode", ["directional", "auto"])
 def test_w4_directional(benchmark, bench_table, full_reference, mode):
     x, g, wrong = _point()
@@ -128,6 +129,7 @@ def test_w4_directional(benchmark, bench_table, full_reference, mode):
             table.note("torch not installed: the torch gradcheck row is skipped")
 
 
+@pytest.mark.benchmark(group="W4 directional 1M parameters")
 def test_w4_full_check_extrapolated(benchmark, bench_table, full_reference):
     """What ``mode="full"`` would cost (a 1,000-entry sample is the benchmarked part)."""
     x, g, _ = _point()
@@ -141,6 +143,7 @@ def test_w4_full_check_extrapolated(benchmark, bench_table, full_reference):
         f"{per_entry * 1e3:.3g} ms per entry ({per_eval * 1e3:.3g} ms per evaluation) x {P:,}")
 
 
+@pytest.mark.benchmark(group="W4 directional 1M parameters")
 def test_w4_torch_gradcheck_fast_mode(benchmark, bench_table, full_reference):
     torch = pytest.importorskip("torch", reason="torch not installed: column skipped")
     x, g, wrong = _point()

@@ -136,6 +136,7 @@ def _rows(bench_table, label, cache, results):
             _summary(results, "total"), results[0]["backend"])
 
 
+@pytest.mark.benchmark(group="W5 import time")
 def test_w5_import_time(benchmark, bench_table, script, tmp_path):
     """``import gradprobe`` alone (median of 5 processes)."""
     code = ("import sys, time; s = time.perf_counter(); import gradprobe; "
@@ -157,6 +158,7 @@ def test_w5_import_time(benchmark, bench_table, script, tmp_path):
     assert not loads_numba
 
 
+@pytest.mark.benchmark(group="W5 first check")
 @pytest.mark.parametrize("label,mode", CASES, ids=[mode for _, mode in CASES])
 def test_w5_first_check_cold_then_warm(benchmark, bench_table, script, tmp_path, label, mode):
     """Three fresh processes on empty caches, then three on the cache they leave."""

@@ -129,6 +129,7 @@ def task_counter(monkeypatch):
     return counts
 
 
+@pytest.mark.benchmark(group="W6 Dask 5 ms loss")
 def test_w6_python_engine_full(run_once, simulator):
     def run():
         return gp.check(simulator_loss, simulator.w, simulator.grad, args=simulator.args,
@@ -138,6 +139,7 @@ def test_w6_python_engine_full(run_once, simulator):
     simulator.timings["python"] = (elapsed, report.evaluations)
 
 
+@pytest.mark.benchmark(group="W6 Dask 5 ms loss")
 def test_w6_dask_two_worker_processes_full(run_once, simulator, client, task_counter):
     def run():
         return gp.check(simulator_loss, simulator.w, simulator.grad, args=simulator.args,
@@ -147,6 +149,7 @@ def test_w6_dask_two_worker_processes_full(run_once, simulator, client, task_cou
     simulator.timings["dask"] = (elapsed, report.evaluations, task_counter["tasks"])
 
 
+@pytest.mark.benchmark(group="W6 Dask 5 ms loss")
 def test_w6_interleaved(benchmark, simulator, client):
     """The Python engine and the Dask engine alternately on the same sample of entries.
 
@@ -181,6 +184,7 @@ def _repeat_loss(args):
     return (time.perf_counter() - start) / n
 
 
+@pytest.mark.benchmark(group="W6 Dask 5 ms loss")
 def test_w6_machine_ideal(benchmark, simulator):
     """The loss in 2 plain processes at once (no gradprobe, no Dask): what 2 cores give."""
     import multiprocessing
@@ -203,6 +207,7 @@ def test_w6_machine_ideal(benchmark, simulator):
     simulator.timings["single_per_eval"] = _repeat_loss(job)
 
 
+@pytest.mark.benchmark(group="W6 Dask 5 ms loss")
 def test_w6_overhead_per_task(benchmark, simulator, client, monkeypatch):
     """Many tasks of a ~1 us loss: the time is the tasks' own cost."""
     from gradprobe.problem.params import ParamSet

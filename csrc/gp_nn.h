@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Codes shared with gradprobe/nn/constants.py (tests check they agree). */
+/* Codes shared with gradprobe/config.py (tests/test_config.py checks they agree). */
 #define GP_NN_IDENTITY 0
 #define GP_NN_RELU 1
 #define GP_NN_TANH 2
@@ -39,7 +39,8 @@
 
 /* Tiles of the matrix product (rows x columns of the output) and of the
  * contraction (entries i x entries j): the accumulator stays in L1 cache.
- * They change speed only, never results. */
+ * They change speed only, never results; tests/test_config.py checks that
+ * they equal gradprobe.config's. */
 #define GP_NN_MATMUL_ROWS 16
 #define GP_NN_MATMUL_COLS 128
 #define GP_NN_CONTRACT_ROWS 8

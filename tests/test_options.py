@@ -149,3 +149,58 @@ def test_progress_bar_of_check_model_and_numerical_gradient(capsys):
     assert "gradprobe check_model" in capsys.readouterr().err
     gp.numerical_gradient(cube, W, progress=True)
     assert "gradprobe" in capsys.readouterr().err
+
+
+def test_every_mode_is_one_entry_of_the_strategy_table():
+    """mode -> strategy in one table; "auto" picks one of its entries (issue 15)."""
+    from gradprobe import config
+    from gradprobe.checks.scalar import STRATEGIES
+
+    assert set(config.MODES) - {"auto"} <= set(STRATEGIES)
+    assert {"full", "directional+sample"} <= set(STRATEGIES)
+    w = np.linspace(-1.0, 1.0, 50)
+    for budget, chosen in ((10.0, "full"), (1e-9, "directional+sample")):
+        report = gp.check(lambda w: np.sum(np.sin(w)), w, np.cos(w), mode="auto",
+                          budget_s=budget)
+        assert report.passed and report.strategy == chosen
+    sampled = gp.check(lambda w: np.sum(np.sin(w)), w, np.cos(w), mode="sample", samples=7)
+    assert sampled.params["w"].checked == 7 and sampled.strategy is None
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: gp.check_model(MODEL, X_NN, T_NN, method="complex"),
+     r"^check_model: method='complex' is not available here: .*real.*; use "
+     r"method='central', 'forward' or 'richardson'$"),
+    (lambda: gp.check_model(MODEL, X_NN, T_NN, mode="directional"),
+     r"^check_model: mode='directional' is not available here"),
+    (lambda: gp.check_model(MODEL, X_NN, T_NN, backend="python"),
+     r"^check_model: backend='python' is not available here: .*own kernels"),
+    (lambda: gp.check_model(MODEL, X_NN, T_NN, backend="gpu"),
+     r"^check_model: backend='gpu' is not valid; expected one of auto, numba, cffi$"),
+    (lambda: gp.numerical_gradient(MODEL, X_NN, T_NN, backend="python"),
+     r"^numerical_gradient: backend='python' is not available here"),
+    (lambda: nn.numerical_gradient_model(MODEL, X_NN, T_NN, eps=-1.0),
+     r"^numerical_gradient_model: eps=-1.0 is not valid"),
+    (lambda: gp.check_jacobian(np.sin, W[0], np.eye(3), backend="numba"),
+     r"^check_jacobian: backend='numba' is not available here: .*Python engine; use "
+     r"backend='auto' or 'python'$"),
+    (lambda: gp.check_hvp(np.sum, W[0], lambda v, w: 0 * v, backend="dask"),
+     r"^check_hvp: backend='dask' is not available here"),
+    (lambda: gp.GradientMonitor(cube, mode="bogus"), r"^GradientMonitor: mode='bogus' is not "
+                                                      r"valid"),
+    (lambda: gp.GradientMonitor(cube, mode="full", budget_s=1.0),
+     r"^GradientMonitor: budget_s=1 is only used with mode='auto'"),
+])
+def test_restricted_values_are_refused_by_the_options_naming_the_function(call, match):
+    """One validation, one wording: the function called, the value, why, what to use."""
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_the_monitor_defaults_its_budget_through_the_options():
+    from gradprobe import config
+
+    monitor = gp.GradientMonitor(cube)
+    assert monitor.options.mode == "auto" and monitor.budget_s == config.MONITOR_BUDGET_S
+    assert monitor.options.budget_s == config.MONITOR_BUDGET_S
+    assert gp.GradientMonitor(cube, mode="full").options.budget_s is None

@@ -1,9 +1,13 @@
 """Every tunable number of gradprobe, in one place.
 
-Steps, tolerances, noise-estimation settings and report sizes live here so
-that the modules that use them stay free of magic literals. Values are
-documented where they are defined; the README's "verdict rules" section
-explains how they combine.
+Steps, tolerances, noise-estimation settings, report sizes, seed tags, Numba
+flags and the kernels' tiles live here, in sections, so that the modules that
+use them stay free of magic literals. Values are documented where they are
+defined (the docs' configuration page is generated from these comments); the
+README's "verdict rules" section explains how they combine.
+tests/test_config.py fails on a number, Numba flag or seed tag written
+elsewhere, on a tile or code of the C kernel (csrc/gp_nn.h) that differs from
+its value here, and on a docstring showing a default other than this one.
 """
 from __future__ import annotations
 
@@ -15,6 +19,18 @@ METHODS = ("central", "forward", "richardson", "complex")
 MODES = ("full", "sample", "directional", "auto")
 #: Backends accepted by ``check`` (``auto`` picks the fastest available).
 BACKENDS = ("auto", "python", "numba", "cffi", "dask")
+#: Methods of the structured model check (``check_model``; its kernels are
+#: real, so there is no complex step).
+MODEL_METHODS = ("central", "forward", "richardson")
+#: Modes of the structured model check (its full check is cheap: no sampling
+#: of directions, no time budget).
+MODEL_MODES = ("full", "sample")
+#: Backends of the structured model check: its own kernels, Numba's or their
+#: C twin; ``"auto"`` is the C twin when it was built, else Numba's.
+MODEL_BACKENDS = ("auto", "numba", "cffi")
+#: Backends of ``check_jvp``, ``check_jacobian`` and ``check_hvp``: differences
+#: of array-valued functions run on the Python engine.
+VECTOR_BACKENDS = ("auto", "python")
 
 #: Floating dtypes a parameter may have (others are rejected with TypeError).
 PARAM_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -43,7 +59,25 @@ NOISE_HALF_POINTS = 4
 NOISE_MAX_ORDER = 6
 #: Seed tag of the random direction the noise of ``f`` is measured along
 #: (``np.random.default_rng([seed, tag])``), shared by the scalar and vector checks.
+#: Every random draw of a check mixes the user's ``seed`` with a tag of its own
+#: (the ``SEED_TAG_*`` constants, all different: tests/test_config.py), so two
+#: draws of one check are independent and each is reproduced by the same seed.
 SEED_TAG_NOISE = 0x6E6F6973
+#: Seed tag of the entries drawn by ``mode="sample"``
+#: (``default_rng([seed, parameter position, tag])``).
+SEED_TAG_SAMPLE = 0x73616D70
+#: Seed tag of the random directions of ``mode="directional"``
+#: (``default_rng([seed, round, direction, tag])``).
+SEED_TAG_DIRECTIONS = 0x64697265
+#: Seed tag of the random draws of a compressed (grouped) Jacobian check:
+#: the probed entries and the verified ones.
+SEED_TAG_GROUPS = 0x67726F75
+#: Seed tags of the random cotangents, tangents and Hessian vectors drawn by
+#: the array-valued checks when the user gives none, keyed by the argument.
+SEED_TAG_VECTORS = {"cotangents": 0x636F74, "tangents": 0x74616E, "vectors": 0x766563}
+#: Seed tag of the cotangent the structural checks (gradprobe.checks.structural)
+#: draw when none is given.
+SEED_TAG_STRUCTURAL = 0x737472
 
 #: First spacing of the noise probe, as a power of the evaluation epsilon.
 NOISE_SPACING_POWER = 0.25
@@ -141,11 +175,23 @@ NUMBA_CHUNKS_PER_THREAD = 4
 #: loss's measured time): Ctrl-C is seen between calls, so a check stops within
 #: about this long (or one entry's evaluations, for a loss slower than that).
 ENGINE_CALL_SECONDS = 0.5
-#: Compiler options of the Numba engine's kernels. ``fastmath`` stays off:
-#: the kernel only moves values, and must never license reordering of the
-#: arithmetic that reaches the losses. ``cache`` stores compiled kernels on
-#: disk (the kernel receives ``f`` as a function pointer, so it is cacheable).
-NUMBA_KERNEL_OPTIONS = {"fastmath": False, "cache": True, "nogil": True}
+#: Compiler flags of every Numba kernel gradprobe compiles (the engine's
+#: perturbation loop, ``gradprobe.nn``'s kernels, the verdict's metrics
+#: kernel); no other module writes a Numba flag (tests/test_config.py checks).
+#: No fast-math anywhere: the kernels take differences or move values that
+#: reach the losses, and reassociation would change the rounding that the
+#: error bars describe. ``cache`` stores compiled kernels on disk (the
+#: engine's kernel receives ``f`` as a function pointer, so it is cacheable).
+#: NumPy's error model: a division by zero gives inf/nan, which the callers
+#: report with the entry that produced it, instead of an exception inside a
+#: thread. ``nogil``: the kernels hold no Python objects.
+NUMBA_FLAGS = {"cache": True, "fastmath": False, "nogil": True, "error_model": "numpy"}
+#: :data:`NUMBA_FLAGS` for functions compiled per call around a user's
+#: function or a closure, which Numba cannot cache on disk.
+NUMBA_UNCACHED_FLAGS = {**NUMBA_FLAGS, "cache": False}
+#: :data:`NUMBA_FLAGS` that an ``@overload`` takes (``jit_options``: it is
+#: compiled into the kernel that calls it, and cached with it).
+NUMBA_OVERLOAD_FLAGS = {k: NUMBA_FLAGS[k] for k in ("fastmath", "error_model")}
 #: Numba engine: compiling its kernel for a new layout of argument types costs
 #: 1.5-5 s on a 2-core machine (W5; loading it from Numba's disk cache takes
 #: milliseconds). When it is not in the cache, the kernel is compiled only once
@@ -159,6 +205,17 @@ NUMBA_COMPILE_PAYOFF_SECONDS = 1.5
 #: does not check every entry). Each costs one difference of ``f`` along the
 #: direction (2 evaluations with the central method) through every entry.
 DEFAULT_DIRECTIONS = 4
+#: Random directions (cotangents, tangents, Hessian vectors) drawn by
+#: ``check_vjp``, ``check_jvp``, ``check_hvp`` and ``check_layer`` when the
+#: user gives none. One random direction finds any wrong linear map with
+#: probability 1; a few guard against an unlucky, nearly orthogonal draw and
+#: show whether a failure depends on the direction.
+DEFAULT_VECTOR_DIRECTIONS = 3
+#: Without ``grad``, :func:`gradprobe.check_hvp` differentiates the second difference
+#: ``(f(x + k v) - f(x - k v)) / 2k``; ``k`` is ``eps ** HVP_INNER_STEP_POWER``
+#: (relative to the entries' magnitudes), which balances its rounding error
+#: (``eps / k``) against its truncation (``k**2``) for the outer difference.
+HVP_INNER_STEP_POWER = 0.25
 #: Entries of a direction are ``sign * weight * max(1, |x|)`` with the weight
 #: uniform in ``[DIRECTION_MIN_WEIGHT, 1]``: no tiny components (so every
 #: entry is seen with at least half the sensitivity), and no exact
@@ -302,6 +359,19 @@ C_KERNEL_POINTS_PER_ENTRY = (1, 2, 4)
 #: long check sees Ctrl-C between calls (a launch costs a few microseconds).
 C_KERNEL_BATCH_ROWS = 8192
 
+# -- gradprobe bench (python -m gradprobe bench) -----------------------------------
+
+#: ``gradprobe bench``: n of the ``Dense(n, n)`` layer of its W1 case (``--size``).
+BENCH_SIZE = 512
+#: ``gradprobe bench``: batch of both workloads.
+BENCH_BATCH = 64
+#: ``gradprobe bench``: entries of ``W`` timed with the seed-style loop in each
+#: round (then extrapolated): each costs two full forward passes.
+BENCH_SEED_LOOP_ENTRIES = 150
+#: ``gradprobe bench``: rounds of every workload; its cases alternate within
+#: each round.
+BENCH_ROUNDS = 3
+
 # -- compressed Jacobians (check_vjp, check_layer, check_jacobian) -------------------
 
 #: Values of the ``compression`` option: ``"auto"`` groups entries whose
@@ -324,3 +394,62 @@ VERIFY_ENTRIES = 3
 #: A grouping is rejected when a verification differs from the compressed
 #: columns by more than this many times the two error bars together.
 VERIFY_BAR_FACTOR = 2.0
+
+# -- gradprobe.nn: kernels of the structured check (codes and tiles shared with csrc/gp_nn.h) --
+
+#: Activation codes shared by the Python classes and the kernels.
+IDENTITY, RELU, TANH, SIGMOID = 0, 1, 2, 3
+#: Loss codes shared by the Python classes and the kernels.
+LOSS_MSE, LOSS_SOFTMAX_CE = 0, 1
+#: Method codes of the fast-path kernels.
+METHOD_CODES = {"central": 0, "forward": 1, "richardson": 2}
+#: Stage kinds of the downstream network in the structured kernels.
+STAGE_ACTIVATION, STAGE_DENSE = 0, 1
+
+#: Tile of the dense matrix product kernel: rows of the output per tile
+#: (the tile's accumulator, rows x columns x 8 bytes, stays in L1 cache).
+MATMUL_ROWS = 16
+#: Tile of the dense matrix product kernel: columns of the output per tile.
+MATMUL_COLS = 128
+
+#: Tile of the contraction kernel ``out = L.T @ R`` used by the structured
+#: check: entries ``i`` per tile (its accumulator, rows x columns x 8 bytes,
+#: stays in L1 cache).
+CONTRACT_ROWS = 8
+#: Entries ``j`` per tile of the contraction kernel.
+CONTRACT_COLS = 256
+
+#: Entries handled by one chunk of the per-entry (downstream) kernel; every
+#: chunk owns its scratch buffers.
+ENTRY_CHUNK = 64
+#: Entries handed to one call of the C twin of the entry kernel
+#: (gradprobe.nn.c_kernels): Ctrl-C is seen between calls.
+NN_C_ENTRY_BATCH = 4096
+
+#: Highest order of the Taylor series of a row's log-sum-exp change used by
+#: the softmax cross-entropy fast path; a layer whose steps need more is
+#: evaluated entry by entry instead.
+SERIES_MAX_TERMS = 15
+#: The series is used only while every move ``|d| = h |x|`` stays below this
+#: (its radius of convergence is at least pi).
+SERIES_MAX_ARGUMENT = 0.5
+#: Terms are added until the next one is below this fraction of machine
+#: epsilon relative to the first-order term.
+SERIES_TOLERANCE = 1.0 / 32.0
+
+#: Bounds on derivatives of ``g(d) = log(1 + p * expm1(d))`` (the change of a
+#: row's log-sum-exp when one logit moves by ``d``), valid for every p in
+#: [0, 1]: ``|g''| <= 1/4``, ``|g'''| <= 1 / (6 sqrt 3)``. They bound the
+#: truncation error of the softmax cross-entropy fast path.
+LSE_SECOND_DERIVATIVE_BOUND = 0.25
+LSE_THIRD_DERIVATIVE_BOUND = 0.0962250448649376
+
+#: Times an entry whose evaluation moved a ReLU input across zero is
+#: evaluated again with its step divided by ``config.KINK_STEP_DIVISOR``.
+KINK_STEP_RETRIES = 4
+
+#: Rounding of one elementwise activation increment, in ulps of its result.
+ACTIVATION_ROUNDING_ULPS = 4.0
+#: Extra ulps of a loss difference allowed for rounding of the base point
+#: (the cached pre-activations that every perturbed evaluation reuses).
+BASE_POINT_ULPS = 4.0

@@ -9,10 +9,12 @@ check builds at its boundary (:meth:`CheckOptions.build`), and
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 import numpy as np
+
+from . import config
 
 
 def choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -77,14 +79,9 @@ def seed_value(value: Any) -> int:
 
 # -- one set of options for every entry point ---------------------------------------
 
-#: Every option of :func:`gradprobe.check` with its default: the one list that
-#: every public check takes its options from.
-CHECK_DEFAULTS: dict[str, Any] = {
-    "mode": "full", "method": "central", "eps": None, "rtol": None, "atol": None,
-    "samples": None, "directions": None, "seed": 0, "backend": "auto", "workers": None,
-    "progress": None, "upcast": True, "budget_s": None, "client": None,
-    "compression": "auto", "sparsity": None,
-}
+#: The values of the options of :func:`gradprobe.check` that take names.
+_VALUES = {"mode": config.MODES, "method": config.METHODS, "backend": config.BACKENDS}
+
 
 _ARRAY_VALUED = "differences of array-valued functions"
 _NO_AUTO = "it has no mode='auto'"
@@ -147,6 +144,29 @@ NOT_APPLICABLE: dict[str, dict[str, str]] = {
                                  "group",
                   "sparsity": "it differentiates along each vector and needs no pattern"},
 }
+#: ``numerical_gradient(model, X, T)`` and ``gradprobe.nn.numerical_gradient_model``
+#: (whose ``backend`` is restricted by :data:`RESTRICTED`, which rules out ``client``).
+NOT_APPLICABLE["numerical_gradient_model"] = NOT_APPLICABLE["numerical_gradient"]
+
+_STRUCTURED = {
+    "method": (config.MODEL_METHODS, "the structured check's kernels are real, so there is "
+                                     "no complex step"),
+    "mode": (config.MODEL_MODES, "the structured check has no directional or auto mode: "
+                                 "its full check is cheap"),
+    "backend": (config.MODEL_BACKENDS, "a gradprobe.nn model runs on its own kernels, "
+                                       "Numba's or their C twin"),
+}
+_PYTHON_ENGINE = {"backend": (config.VECTOR_BACKENDS, "differences of array-valued "
+                                                      "functions run on the Python engine")}
+#: For each public entry point that accepts only some values of an option of
+#: :func:`gradprobe.check`: the values it accepts, and why.
+RESTRICTED: dict[str, dict[str, tuple[tuple, str]]] = {
+    "check_model": _STRUCTURED,
+    "numerical_gradient_model": _STRUCTURED,
+    "check_jvp": _PYTHON_ENGINE,
+    "check_jacobian": _PYTHON_ENGINE,
+    "check_hvp": _PYTHON_ENGINE,
+}
 
 
 @dataclass(frozen=True)
@@ -187,8 +207,6 @@ class CheckOptions:
     sparsity: Any = None
 
     def __post_init__(self) -> None:
-        from . import config
-
         def put(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
 
@@ -241,7 +259,8 @@ class CheckOptions:
 
     @classmethod
     def build(cls, caller: str, given: Mapping[str, Any],
-              defaults: Mapping[str, Any] | None = None) -> "CheckOptions":
+              defaults: Mapping[str, Any] | None = None, *,
+              rules: str | None = None) -> "CheckOptions":
         """The options ``given`` to the public function ``caller``, validated.
 
         Parameters
@@ -253,6 +272,11 @@ class CheckOptions:
             The options the user passed (keywords of :func:`gradprobe.check`).
         defaults : mapping, optional
             ``caller``'s own defaults where they differ from ``check``'s.
+        rules : str, optional
+            The key of :data:`NOT_APPLICABLE` and :data:`RESTRICTED` whose
+            rules apply (default: ``caller``), for a public function whose
+            rules depend on what it was given (``numerical_gradient`` of a
+            ``gradprobe.nn`` model).
 
         Raises
         ------
@@ -267,10 +291,21 @@ class CheckOptions:
             raise TypeError(
                 f"{caller} got unexpected option(s) {', '.join(map(repr, unknown))}; the "
                 f"options of gradprobe.check are {', '.join(CHECK_DEFAULTS)}")
-        reasons = NOT_APPLICABLE[caller]
+        rules = caller if rules is None else rules
+        reasons = NOT_APPLICABLE[rules]
         for name in given:
             if name in reasons:
                 raise TypeError(f"{caller}: {name}= does not apply: {reasons[name]}")
+        for name, (allowed, why) in RESTRICTED.get(rules, {}).items():
+            value = given.get(name, (defaults or {}).get(name, CHECK_DEFAULTS[name]))
+            if isinstance(value, str) and value in allowed:
+                continue
+            alternatives = ", ".join(map(repr, allowed[:-1])) + f" or {allowed[-1]!r}"
+            if isinstance(value, str) and value in _VALUES[name]:
+                raise ValueError(f"{caller}: {name}={value!r} is not available here: {why}; "
+                                 f"use {name}={alternatives}")
+            raise ValueError(f"{caller}: {name}={value!r} is not valid; expected one of "
+                             f"{', '.join(allowed)}")
         values = {**(defaults or {}), **given}
         try:
             return cls(**values)
@@ -280,3 +315,8 @@ class CheckOptions:
     def given(self, *names: str) -> dict[str, Any]:
         """The options as keywords (those named, or all), e.g. to call a front end."""
         return {name: getattr(self, name) for name in (names or CHECK_DEFAULTS)}
+
+
+#: Every option of :func:`gradprobe.check` with its default: the one list that
+#: every public check takes its options from (the fields of :class:`CheckOptions`).
+CHECK_DEFAULTS: dict[str, Any] = {field.name: field.default for field in fields(CheckOptions)}

@@ -38,9 +38,6 @@ from ..report.reports import ParamReport
 from ..verdict.compare import compare_param, gradient_scale
 from ..verdict.entries import check_entries
 
-#: Seed tag of the random choices of the grouping (probes, verification).
-_SEED_TAG = 0x67726F75
-
 
 @dataclass
 class GroupedRuns:
@@ -129,7 +126,7 @@ def vjp_by_groups(f: Callable[..., Any], paramset: ParamSet, args: tuple,
     method, eps = opts.method, opts.eps
     vf = VectorFunction.prepare(f, paramset, args, upcast=opts.upcast,
                                 complex_step=method == "complex", seed=opts.seed)
-    rng = np.random.default_rng([opts.seed, _SEED_TAG])
+    rng = np.random.default_rng([opts.seed, config.SEED_TAG_GROUPS])
     us = np.stack([np.asarray(u, dtype=np.float64).reshape(-1) for u in cotangents])
     strategies: dict[str, str] = {}
     fallback: list[str] = []
@@ -296,7 +293,7 @@ def jacobian_by_groups(vf: VectorFunction, opts: CheckOptions,
     pattern = split_sparsity(opts.sparsity, [name], "single", caller)[0]
     if pattern is None and size < config.COMPRESSION_MIN_ENTRIES:
         return None, f"entry by entry: {size} entries, too few to group"
-    rng = np.random.default_rng([opts.seed, _SEED_TAG])
+    rng = np.random.default_rng([opts.seed, config.SEED_TAG_GROUPS])
     if pattern is not None:
         grouping: Any = pattern_grouping(pattern, vf.size, vf.working[0].shape, name, caller)
         why = "the given sparsity has overlapping outputs" if grouping.groups >= size else ""

@@ -7,12 +7,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import config
 from .scalar import check
 from ..options import CheckOptions
 from ..problem.params import loss_value, match_structure
 from ..report.reports import CheckReport
 from ..differences.vector import VectorFunction
-from .vector_setup import (HVP_INNER_STEP_POWER, _callable, _vector_options, _single_input,
+from .vector_setup import (_callable, _vector_options, _single_input,
                            _directions, merge_runs, _finish, _how_many, _noise_notes, _line_runs)
 
 
@@ -43,7 +44,7 @@ def check_hvp(f: Callable[..., Any] | None, x: Any, hvp: Callable[..., Any], *,
         :func:`gradprobe.check`: this check trusts it).
     vectors : ndarray, list of ndarray, or int, optional
         The vectors ``v``: one array of ``x``'s shape, several, or how many
-        to draw. Default: ``DEFAULT_DIRECTIONS`` standard-normal draws (seeded).
+        to draw. Default: ``config.DEFAULT_VECTOR_DIRECTIONS`` standard-normal draws (seeded).
     args, method, eps, rtol, atol, seed, upcast, backend, **options
         As in :func:`check_jvp`.
 
@@ -75,7 +76,7 @@ def check_hvp(f: Callable[..., Any] | None, x: Any, hvp: Callable[..., Any], *,
     False
     """
     start = time.perf_counter()
-    CheckOptions.build("check_hvp", dict(method=method, eps=eps, rtol=rtol, atol=atol, seed=seed,
+    opts = CheckOptions.build("check_hvp", dict(method=method, eps=eps, rtol=rtol, atol=atol, seed=seed,
                        upcast=upcast, backend=backend, **options))
     if f is None and grad is None:
         raise TypeError("f must be callable (it may be None only when grad is given)")
@@ -84,8 +85,7 @@ def check_hvp(f: Callable[..., Any] | None, x: Any, hvp: Callable[..., Any], *,
     _callable("hvp", hvp)
     if grad is not None:
         _callable("grad", grad)
-    eps, rtol, atol, seed, upcast, args = _vector_options(method, eps, rtol, atol, seed,
-                                                          upcast, backend, args)
+    eps, rtol, atol, seed, upcast, args = _vector_options(opts, args)
     paramset = _single_input(x, f if f is not None else grad)
     x0 = paramset.arrays[0]
     loss = float("nan")
@@ -109,8 +109,8 @@ def check_hvp(f: Callable[..., Any] | None, x: Any, hvp: Callable[..., Any], *,
         if vf.out_shape != x0.shape:
             raise ValueError(f"grad returned an array of shape {vf.out_shape}, but x has "
                              f"shape {x0.shape}")
-        runs = _line_runs(vf, vs, analytic, name="hvp", dtype=x0.dtype, method=method,
-                          eps=eps, rtol=rtol, atol=atol, label="vectors")
+        runs = _line_runs(vf, vs, analytic, opts, name="hvp", dtype=x0.dtype,
+                          label="vectors")
         notes = [f"Hessian-vector products along {how}, against {method} differences of "
                  "grad; an entry fails if it fails for any vector"] + _noise_notes(vf) \
             + vf.notes
@@ -145,7 +145,7 @@ def _second_difference(f: Callable[..., Any], x0: np.ndarray, v: np.ndarray,
         hvp = hvp.reshape(x0.shape)  # the core hands 0-d parameters over as shape (1,)
         real = np.finfo(hvp.dtype).dtype
         if real not in steps:
-            ideal = float(np.finfo(real).eps) ** HVP_INNER_STEP_POWER
+            ideal = float(np.finfo(real).eps) ** config.HVP_INNER_STEP_POWER
             steps[real] = float(np.exp2(np.floor(np.log2(ideal)))) / tau
         k = steps[real]
         shift = (k * v64).astype(hvp.dtype)

@@ -70,8 +70,7 @@ def check_jacobian(f: Callable[..., Any], x: Any, jac: Any, *, args: tuple = (),
                                                      atol=atol, seed=seed, upcast=upcast,
                                                      backend=backend, **options))
     _callable("f", f)
-    eps, rtol, atol, seed, upcast, args = _vector_options(method, eps, rtol, atol, seed,
-                                                          upcast, backend, args)
+    eps, rtol, atol, seed, upcast, args = _vector_options(opts, args)
     paramset = _single_input(x, f)
     xname = paramset.names[0]
     x_shape = paramset.arrays[0].shape

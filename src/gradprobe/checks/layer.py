@@ -315,7 +315,8 @@ def check_layer(layer: Any, x: Any, *, cotangents: Any = None, seed: int = 0,
     x : ndarray
         The layer's input. Never modified.
     cotangents : ndarray, list of ndarray, or int, optional
-        Upstream gradients to use (default: 3 seeded random draws).
+        Upstream gradients to use (default: ``config.DEFAULT_VECTOR_DIRECTIONS``
+        seeded random draws).
     seed : int
         Seed of the cotangents and the noise probe.
     upcast : bool

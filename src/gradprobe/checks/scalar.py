@@ -1,7 +1,9 @@
 """Public entry points: validate, dispatch to an engine, judge, wrap in a report."""
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -163,11 +165,10 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
         if client is not None:
             raise ValueError("client= is for backend='dask'; a gradprobe.nn model runs on "
                              "its own kernels (backend='auto', 'numba' or 'cffi')")
-        CheckOptions.build("numerical_gradient", given)
-        from ..nn.check import numerical_gradient_model
+        from ..nn.check import model_gradient
 
-        return numerical_gradient_model(f, params, data[0], method=method, eps=eps,
-                                        upcast=upcast, workers=workers, backend=backend)
+        return model_gradient(f, params, data[0], CheckOptions.build(
+            "numerical_gradient", given, rules="numerical_gradient_model"))
     if data:
         raise TypeError("numerical_gradient takes extra positional arguments only for a "
                         "gradprobe.nn model; pass them to f as args=(...) instead")
@@ -181,8 +182,8 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
     stencil = Stencil(opts.method)
     bar = None
     if opts.progress is not False:
-        engine, bar = _with_progress(engine, problem, stencil, opts.progress, "full", None,
-                                     None)
+        engine, bar = _with_progress(engine, problem, stencil, opts.progress, "full",
+                                     sum(int(a.size) for a in paramset.arrays))
     out = []
     try:
         for p, array in enumerate(paramset.arrays):
@@ -327,64 +328,42 @@ def run_check(f: Callable[..., Any], params: Structure, grads: Structure | Calla
     start = time.perf_counter()
     f = as_loss(f, args)  # a C function pointer becomes a Python callable
     args = _validate_call(f, args)
-    mode, method, eps, rtol, atol = opts.mode, opts.method, opts.eps, opts.rtol, opts.atol
-    samples, directions, seed, backend = opts.samples, opts.directions, opts.seed, opts.backend
-    workers, progress, upcast, budget_s = opts.workers, opts.progress, opts.upcast, \
-        opts.budget_s
-    client = opts.client
+    mode, method = opts.mode, opts.method
+    samples, directions = opts.samples, opts.directions
     if mode in ("sample", "auto") and samples is None:
         samples = config.DEFAULT_SAMPLES
     if mode in ("directional", "auto") and directions is None:
         directions = config.DEFAULT_DIRECTIONS
+    budget = config.DEFAULT_BUDGET_S if opts.budget_s is None else opts.budget_s
 
     paramset = ParamSet.from_user(params, f)
     grad_arrays, nondeterministic = _analytic_gradient(paramset, grads, args)
-    engine = select_engine(backend, f, workers, client)
-    problem = prepare(f, paramset, args, upcast=bool(upcast),
-                      complex_step=method == "complex", seed=int(seed))
+    engine = select_engine(opts.backend, f, opts.workers, opts.client)
+    problem = prepare(f, paramset, args, upcast=opts.upcast,
+                      complex_step=method == "complex", seed=opts.seed)
     stencil = Stencil(method)
     notes: list[str] = []  # after the problem's own (engines may add to those)
-    strategy = None
+    name = mode
     if mode == "auto":
-        budget = config.DEFAULT_BUDGET_S if budget_s is None else budget_s
-        total = sum(int(a.size) for a in paramset.arrays)
-        full_seconds = total * stencil.evaluations_per_entry * problem.loss_seconds
-        strategy = "full" if full_seconds <= budget else "directional+sample"
-        if strategy != "full":
-            notes.append(
-                f"auto: a full check ({total:,} entries x {stencil.evaluations_per_entry} "
-                f"evaluations x {problem.loss_seconds:.3g} s) would take about "
-                f"{full_seconds:.3g} s > budget_s={budget:g}: {directions} random "
-                f"directions and {samples} entries of every parameter instead")
-    summary = None
+        name, note = _auto_strategy(problem, stencil, budget, directions, samples)
+        notes += [note] if note else []
+    run = _Run(problem, engine, stencil, grad_arrays, opts, samples, directions, budget)
+    chosen = STRATEGIES[name]
     bar = None
-    if progress is not False:
-        engine, bar = _with_progress(engine, problem, stencil, progress, mode, strategy,
-                                     samples)
+    if opts.progress is not False:
+        engine, bar = _with_progress(engine, problem, stencil, opts.progress, mode,
+                                     chosen.progress_entries(run))
+        run = dataclasses.replace(run, engine=engine)
     try:
-        if mode == "directional" or strategy == "directional+sample":
-            reports, summary, extra = directional_check(
-                problem, engine, stencil, grad_arrays, eps=eps, rtol=rtol, atol=atol,
-                directions=directions, seed=int(seed),
-                samples=samples if mode == "auto" else None,
-                budget_s=budget if mode == "auto" else None)
-            notes += extra
-        else:
-            reports = {}
-            scale = gradient_scale(grad_arrays)
-            for p, (name, array) in enumerate(zip(paramset.names, paramset.arrays)):
-                # every entry (entries=None: no index array) unless mode="sample"
-                entries = select_entries(array.size, samples, int(seed), p) \
-                    if mode == "sample" else None
-                reports[name] = check_entries(problem, engine, stencil, p, entries,
-                                              grad_arrays[p], eps=eps, rtol=rtol, atol=atol,
-                                              gradient_scale=scale)
+        reports, summary, extra = chosen.check(run)
+        notes += extra
     finally:
         try:
             release(engine)  # the Dask engine's cluster and scattered data
         finally:
             if bar is not None:
                 bar.close()
+    strategy = name if mode == "auto" else None  # what auto chose, in the report
     eps_eval = float(np.finfo(problem.eval_dtype).eps)
     noise_ulps = problem.noise.level / (eps_eval * abs(problem.f0)) \
         if abs(problem.f0) > np.finfo(np.float64).tiny / eps_eval else None
@@ -405,21 +384,14 @@ def run_check(f: Callable[..., Any], params: Structure, grads: Structure | Calla
 
 
 def _with_progress(engine: Any, problem: Any, stencil: Stencil, progress: bool | None,
-                   mode: str, strategy: str | None, samples: int | None) -> tuple[Any, Any]:
+                   mode: str, entries: int | None) -> tuple[Any, Any]:
     """The engine wrapped to move a progress bar, and the bar; or ``(engine, None)``.
 
-    The bar counts the entries estimated one by one (all of them in full mode,
-    the sample otherwise; directional checks add the entries they localize).
+    The bar counts the ``entries`` estimated one by one (None: only those a
+    directional check localizes, unknown in advance).
     """
     from ..report.progress import ProgressEngine, make_bar, predicted_seconds, wants_progress
 
-    sizes = [int(a.size) for a in problem.paramset.arrays]
-    if mode == "directional":
-        entries = None
-    elif mode == "sample" or strategy == "directional+sample":
-        entries = sum(min(int(samples), n) for n in sizes)
-    else:
-        entries = sum(sizes)
     seconds = predicted_seconds(entries or 0, stencil.evaluations_per_entry,
                                 problem.loss_seconds)
     if not wants_progress(progress, seconds):
@@ -428,6 +400,88 @@ def _with_progress(engine: Any, problem: Any, stencil: Stencil, progress: bool |
     if bar is None:
         return engine, None
     return ProgressEngine(engine, bar), bar
+
+
+# -- the modes: a table of strategies -------------------------------------------------
+
+@dataclass(frozen=True)
+class _Run:
+    """What every strategy works on: the prepared problem and the validated options."""
+
+    problem: Any
+    engine: Any
+    stencil: Stencil
+    grads: list[np.ndarray]
+    opts: CheckOptions
+    samples: int | None
+    directions: int | None
+    budget_s: float
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How a mode checks: ``check(run) -> (reports, directional summary, notes)``, and
+    how many entries it estimates one by one (for the progress bar; None: unknown)."""
+
+    check: Callable[[_Run], tuple[dict, Any, list[str]]]
+    progress_entries: Callable[[_Run], int | None]
+
+
+def _by_entry(run: _Run) -> tuple[dict, Any, list[str]]:
+    """Every entry of every parameter, or (``mode="sample"``) a seeded sample of each."""
+    reports = {}
+    scale = gradient_scale(run.grads)
+    paramset, opts = run.problem.paramset, run.opts
+    for p, (name, array) in enumerate(zip(paramset.names, paramset.arrays)):
+        # every entry (entries=None: no index array) unless mode="sample"
+        entries = select_entries(array.size, run.samples, opts.seed, p) \
+            if opts.mode == "sample" else None
+        reports[name] = check_entries(run.problem, run.engine, run.stencil, p, entries,
+                                      run.grads[p], eps=opts.eps, rtol=opts.rtol,
+                                      atol=opts.atol, gradient_scale=scale)
+    return reports, None, []
+
+
+def _directional(sampled: bool) -> Callable[[_Run], tuple[dict, Any, list[str]]]:
+    """Random directions with localization; with ``sampled`` (auto's fallback) plus a
+    sample of every parameter, and dense errors checked entry by entry within the budget."""
+    def check(run: _Run) -> tuple[dict, Any, list[str]]:
+        opts = run.opts
+        return directional_check(run.problem, run.engine, run.stencil, run.grads,
+                                 eps=opts.eps, rtol=opts.rtol, atol=opts.atol,
+                                 directions=run.directions, seed=opts.seed,
+                                 samples=run.samples if sampled else None,
+                                 budget_s=run.budget_s if sampled else None)
+    return check
+
+
+def _sizes(run: _Run) -> list[int]:
+    return [int(a.size) for a in run.problem.paramset.arrays]
+
+
+#: Each mode (``"auto"`` chooses ``"full"`` or ``"directional+sample"``) and how it checks.
+STRATEGIES: dict[str, Strategy] = {
+    "full": Strategy(_by_entry, lambda run: sum(_sizes(run))),
+    "sample": Strategy(_by_entry, lambda run: sum(min(run.samples, n) for n in _sizes(run))),
+    "directional": Strategy(_directional(sampled=False), lambda run: None),
+    "directional+sample": Strategy(_directional(sampled=True),
+                                   lambda run: sum(min(run.samples, n) for n in _sizes(run))),
+}
+
+
+def _auto_strategy(problem: Any, stencil: Stencil, budget: float, directions: int,
+                   samples: int) -> tuple[str, str | None]:
+    """``mode="auto"``: "full" when its predicted time fits ``budget``, else
+    "directional+sample" (with a note saying why)."""
+    total = sum(int(a.size) for a in problem.paramset.arrays)
+    full_seconds = total * stencil.evaluations_per_entry * problem.loss_seconds
+    if full_seconds <= budget:
+        return "full", None
+    return "directional+sample", (
+        f"auto: a full check ({total:,} entries x {stencil.evaluations_per_entry} "
+        f"evaluations x {problem.loss_seconds:.3g} s) would take about "
+        f"{full_seconds:.3g} s > budget_s={budget:g}: {directions} random "
+        f"directions and {samples} entries of every parameter instead")
 
 
 def _analytic_gradient(paramset: ParamSet, grads: Structure | Callable[..., Any],

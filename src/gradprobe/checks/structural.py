@@ -45,14 +45,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .. import config
 from ..report.findings import Finding
 
 #: Every structural check, in the order they run.
 STRUCTURAL_CHECKS = ("forward-mutates-input", "backward-mutates-cotangent",
                      "backward-mutates-input", "gradient-structure", "gradient-shape",
                      "gradient-dtype", "zero-cotangent", "nondeterministic-backward")
-#: Seed tag of the cotangent drawn when none is given.
-_SEED_TAG = 0x737472
 
 
 @dataclass
@@ -121,7 +120,7 @@ def _cotangent_labels(cotangent: Any) -> list[str]:
 
 
 def _default_cotangent(output: Any, seed: int) -> Any:
-    rng = np.random.default_rng([seed, _SEED_TAG])
+    rng = np.random.default_rng([seed, config.SEED_TAG_STRUCTURAL])
 
     def draw(y: Any) -> np.ndarray:
         y = np.asarray(y)

@@ -25,7 +25,9 @@ All four return a :class:`~gradprobe.report.reports.CheckReport` built through
 When several directions are used, an entry fails when it fails along any of
 them, and shows the values of the direction where it did worst.
 """
-from .vector_setup import DEFAULT_DIRECTIONS, HVP_INNER_STEP_POWER, merge_runs
+from ..config import HVP_INNER_STEP_POWER
+from ..config import DEFAULT_VECTOR_DIRECTIONS as DEFAULT_DIRECTIONS  # the old name
+from .vector_setup import merge_runs
 from .vjp import check_jvp, check_vjp, vjp_check
 from .jacobian import check_jacobian
 from .hvp import check_hvp

@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import config
-from ..options import choice, positive_float, seed_value
+from ..options import CheckOptions
 from ..verdict.diagnosis import diagnose_all
 from ..problem.params import ParamSet, as_args, match_structure
 from ..report.reports import CheckReport, ParamReport
@@ -17,18 +17,6 @@ from ..differences.vector import VectorFunction, line_estimate, one_sided_line, 
 from ..verdict.compare import compare_param
 
 
-#: Random directions (cotangents, tangents, Hessian vectors) drawn when the
-#: user gives none. One random direction finds any wrong linear map with
-#: probability 1; a few guard against an unlucky, nearly orthogonal draw and
-#: show whether a failure depends on the direction.
-DEFAULT_DIRECTIONS = 3
-#: Without ``grad``, :func:`check_hvp` differentiates the second difference
-#: ``(f(x + k v) - f(x - k v)) / 2k``; ``k`` is ``eps ** HVP_INNER_STEP_POWER``
-#: (relative to the entries' magnitudes), which balances its rounding error
-#: (``eps / k``) against its truncation (``k**2``) for the outer difference.
-HVP_INNER_STEP_POWER = 0.25
-#: Seeds of the random directions (mixed with the user's ``seed``).
-_SEED_TAGS = {"cotangents": 0x636F74, "tangents": 0x74616E, "vectors": 0x766563}
 # -- validation ---------------------------------------------------------------------
 
 
@@ -37,31 +25,9 @@ def _callable(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be callable, got {type(value).__name__}")
 
 
-def _seed(seed: Any) -> int:
-    seed_value(seed)
-    return int(seed)
-
-
-def _upcast(upcast: Any) -> bool:
-    if not isinstance(upcast, (bool, np.bool_)):
-        raise TypeError(f"upcast must be True or False, got {upcast!r}")
-    return bool(upcast)
-
-
-def _vector_options(method: Any, eps: Any, rtol: Any, atol: Any, seed: Any, upcast: Any,
-                    backend: Any, args: Any) -> tuple:
-    """Validate the options shared by the difference-based checks."""
-    choice("method", method, config.METHODS)
-    eps = positive_float("eps", eps)
-    rtol = positive_float("rtol", rtol, allow_zero=True)
-    atol = positive_float("atol", atol, allow_zero=True)
-    if backend not in ("auto", "python"):
-        if isinstance(backend, str) and backend in {*config.BACKENDS, "numba", "cffi", "dask"}:
-            raise ValueError(f"backend={backend!r} is not available here: differences of "
-                             "array-valued functions run on the Python engine; use "
-                             "backend='auto' or 'python'")
-        choice("backend", backend, ("auto", "python"))
-    return eps, rtol, atol, _seed(seed), _upcast(upcast), as_args(args)
+def _vector_options(opts: CheckOptions, args: Any) -> tuple:
+    """The options the difference-based checks use (validated by ``opts``), and ``args``."""
+    return opts.eps, opts.rtol, opts.atol, opts.seed, opts.upcast, as_args(args)
 
 
 def _inputs(inputs: Any, f: Callable[..., Any], *, arg: str = "inputs") -> ParamSet:
@@ -90,16 +56,16 @@ def _directions(value: Any, kind: str, names: Sequence[str],
                 seed: int) -> list[list[np.ndarray]]:
     """The directions to check along: drawn (seeded) or the user's, validated.
 
-    ``value`` is None (draw ``DEFAULT_DIRECTIONS``), a count, one direction in
+    ``value`` is None (draw ``config.DEFAULT_VECTOR_DIRECTIONS``), a count, one direction in
     the structure ``(kind, names, shapes)``, or a list of them; for one array
     also an ndarray with one extra leading axis (a stack of directions).
     """
     if value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
-        count = DEFAULT_DIRECTIONS if value is None else int(value)
+        count = config.DEFAULT_VECTOR_DIRECTIONS if value is None else int(value)
         if count < 1:
             raise ValueError(f"{arg}={value!r} is not valid; expected a positive count or "
                              "arrays")
-        rng = np.random.default_rng([seed, _SEED_TAGS[arg]])
+        rng = np.random.default_rng([seed, config.SEED_TAG_VECTORS[arg]])
         return [[rng.standard_normal(shape).astype(dtype) for shape, dtype in
                  zip(shapes, dtypes)] for _ in range(count)]
     if kind == "single":
@@ -254,15 +220,17 @@ def _noise_notes(vf: VectorFunction) -> list[str]:
 
 
 def _line_runs(vf: VectorFunction, directions: Sequence[Sequence[np.ndarray]],
-               analytic: Sequence[np.ndarray], *, name: str, dtype: np.dtype, method: str,
-               eps: float | None, rtol: float | None, atol: float | None,
-               label: str) -> list[dict[str, ParamReport]]:
+               analytic: Sequence[np.ndarray], opts: CheckOptions, *, name: str,
+               dtype: np.dtype, label: str) -> list[dict[str, ParamReport]]:
     """Compare ``analytic[k]`` with the derivative of ``vf`` along ``directions[k]``.
+
+    ``opts`` gives the method, the step and the tolerances.
 
     The line is parametrized so that ``s = 1`` moves no entry by more than
     ``max(1, |x|)``: ``x + s * d / tau`` with ``tau = max |d| / max(1, |x|)``;
     the derivative along ``d`` is ``tau`` times the derivative in ``s``.
     """
+    method, eps = opts.method, opts.eps
     base = [np.real(w).astype(np.float64) for w in vf.working]
     runs = []
     for k, direction in enumerate(directions):
@@ -293,7 +261,8 @@ def _line_runs(vf: VectorFunction, directions: Sequence[Sequence[np.ndarray]],
                 left, right = one_sided_line(evaluate, 0.0, h_kink, vf)
                 return left[positions] * tau, right[positions] * tau
         runs.append({name: compare_param(name, vf.out_shape, dtype, None, analytic[k],
-                                         estimate, rtol=rtol, atol=atol, refine=refine,
+                                         estimate, rtol=opts.rtol, atol=opts.atol,
+                                         refine=refine,
                                          kink_probe=kink_probe)})
     return runs
 

@@ -41,7 +41,7 @@ def check_vjp(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], *,
     cotangents : ndarray, list of ndarray, or int, optional
         The cotangents ``u``: one array of ``f``'s output shape, a list of
         them (or an array with one more leading axis), or how many to draw.
-        Default: ``DEFAULT_DIRECTIONS`` standard-normal draws (seeded), in
+        Default: ``config.DEFAULT_VECTOR_DIRECTIONS`` standard-normal draws (seeded), in
         ``f``'s output dtype.
     args : tuple
         Extra positional arguments of ``f`` and ``vjp`` (data, not checked).
@@ -207,7 +207,7 @@ def check_jvp(f: Callable[..., Any], inputs: Any, jvp: Callable[..., Any], *,
         ``t`` has the structure of ``inputs``.
     tangents : structure of inputs, list of them, or int, optional
         The tangents: one (the structure of ``inputs``), a list, or how many
-        to draw. Default: ``DEFAULT_DIRECTIONS`` standard-normal draws (seeded).
+        to draw. Default: ``config.DEFAULT_VECTOR_DIRECTIONS`` standard-normal draws (seeded).
     args : tuple
         Extra positional arguments of ``f`` and ``jvp``.
     method : {"central", "forward", "richardson", "complex"}
@@ -251,12 +251,11 @@ def check_jvp(f: Callable[..., Any], inputs: Any, jvp: Callable[..., Any], *,
     [(1,)]
     """
     start = time.perf_counter()
-    CheckOptions.build("check_jvp", dict(method=method, eps=eps, rtol=rtol, atol=atol, seed=seed,
+    opts = CheckOptions.build("check_jvp", dict(method=method, eps=eps, rtol=rtol, atol=atol, seed=seed,
                        upcast=upcast, backend=backend, **options))
     _callable("f", f)
     _callable("jvp", jvp)
-    eps, rtol, atol, seed, upcast, args = _vector_options(method, eps, rtol, atol, seed,
-                                                          upcast, backend, args)
+    eps, rtol, atol, seed, upcast, args = _vector_options(opts, args)
     paramset = _inputs(inputs, f)
     vf = VectorFunction.prepare(f, paramset, args, upcast=upcast,
                                 complex_step=method == "complex", seed=seed)
@@ -270,8 +269,8 @@ def check_jvp(f: Callable[..., Any], inputs: Any, jvp: Callable[..., Any], *,
         analytic.append(match_structure(raw, "single", ["output"], [vf.out_shape],
                                         what=f"jvp(tangents[{k}], ...)", noun="output",
                                         like="f's output")[0])
-    runs = _line_runs(vf, ts, analytic, name="output", dtype=vf.out_dtype, method=method,
-                      eps=eps, rtol=rtol, atol=atol, label="tangents")
+    runs = _line_runs(vf, ts, analytic, opts, name="output", dtype=vf.out_dtype,
+                      label="tangents")
     given = tangents is not None and not isinstance(tangents, numbers.Integral)
     notes = [f"Jacobian-vector products along {_how_many(len(ts), 'tangent', given, seed)}, "
              f"against {method} differences of f; an output entry fails if it fails along "

@@ -220,7 +220,7 @@ class DirectionalProbe:
         ``exclude[p]`` (bool mask) zeroes entries already named; parameters
         in ``skip`` are not displaced at all (``None``).
         """
-        rng = np.random.default_rng([seed, round_, k, 0x64697265])
+        rng = np.random.default_rng([seed, round_, k, config.SEED_TAG_DIRECTIONS])
         skip = set(skip)
         direction: Direction = []
         for p, n in enumerate(self.sizes):

@@ -30,7 +30,7 @@ def select_entries(size: int, samples: int | None, seed: int, param: int) -> np.
     """
     if samples is None or samples >= size:
         return np.arange(size, dtype=np.int64)
-    rng = np.random.default_rng([seed, param, 0x73616D70])
+    rng = np.random.default_rng([seed, param, config.SEED_TAG_SAMPLE])
     return np.sort(rng.choice(size, size=samples, replace=False)).astype(np.int64)
 
 

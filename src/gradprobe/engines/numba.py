@@ -418,7 +418,7 @@ def _entry_of_size_one(f: Any) -> Any:
     """
     import numba
 
-    @numba.njit(**{k: v for k, v in config.NUMBA_KERNEL_OPTIONS.items() if k != "cache"})
+    @numba.njit(**config.NUMBA_UNCACHED_FLAGS)
     def entry(*arguments):  # pragma: no cover - compiled
         value = f(*arguments)
         if value.size != 1:

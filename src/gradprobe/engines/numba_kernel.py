@@ -52,7 +52,7 @@ def evaluate_rows(f: Any, slot: int, entries: np.ndarray, points: np.ndarray,
     raise NotImplementedError("evaluate_rows only exists inside compiled code")
 
 
-@overload(evaluate_rows, jit_options={"fastmath": False})
+@overload(evaluate_rows, jit_options=config.NUMBA_OVERLOAD_FLAGS)
 def _overload_evaluate_rows(f, slot, entries, points, out, lo, hi, slots, roles):
     """Generate the chunk loop for one layout of slots.
 
@@ -149,10 +149,9 @@ def kernel(parallel: bool, signature: tuple | None, compile: bool = True) -> Any
     key = (parallel, signature)
     found = _KERNELS.get(key)
     if found is None:
-        options = dict(config.NUMBA_KERNEL_OPTIONS, parallel=parallel)
+        flags = config.NUMBA_FLAGS if signature is not None else config.NUMBA_UNCACHED_FLAGS
+        options = dict(flags, parallel=parallel)
         function = evaluate_chunks if parallel else evaluate_chunks_serial
-        if signature is None:
-            options["cache"] = False
         found = numba.njit(**options)(function)
         _KERNELS[key] = found
     if signature is None:  # typed on each f by the caller (dispatcher.compile), uncached

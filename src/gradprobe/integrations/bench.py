@@ -25,13 +25,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-#: Batch of both workloads.
-BATCH = 64
-#: Entries of ``W`` timed with the seed-style loop in each round (then
-#: extrapolated): each costs two full forward passes.
-SEED_LOOP_ENTRIES = 150
-#: Rounds of every workload: its cases alternate within each round.
-ROUNDS = 3
+from ..config import BENCH_BATCH as BATCH, BENCH_ROUNDS as ROUNDS, BENCH_SIZE
+from ..config import BENCH_SEED_LOOP_ENTRIES as SEED_LOOP_ENTRIES
 
 Say = Callable[[str], None]
 
@@ -139,7 +134,7 @@ def seed_loop_seconds(W: np.ndarray, b: np.ndarray, X: np.ndarray, T: np.ndarray
     return (time.perf_counter() - start) / len(picks)
 
 
-def dense_rows(n: int = 512, say: Say = _quiet,
+def dense_rows(n: int = BENCH_SIZE, say: Say = _quiet,
                rounds: int = ROUNDS) -> list[tuple[str, ...]]:
     """W1-style rows: structured full check vs the extrapolated seed-style loop."""
     from ..checks.scalar import check_model
@@ -281,7 +276,7 @@ def format_table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
-def run(size: int = 512, njit: bool = True, say: Say = _quiet,
+def run(size: int = BENCH_SIZE, njit: bool = True, say: Say = _quiet,
         rounds: int = ROUNDS) -> str:
     """Run both workloads and return the table (a few seconds once compiled).
 

@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Sequence
 
+from .. import config
 from ..examples import DEMO_CASES, SEEDS
 from .info import format_info, info
 
@@ -112,12 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="also write relative-error heatmaps (PNG, needs matplotlib) to DIR")
     demo.set_defaults(run=_demo)
     bench = sub.add_parser("bench", help="a quick W1/W2-style speed comparison (seconds)")
-    bench.add_argument("--size", type=int, default=512,
-                       help="n of the Dense(n, n) layer of the W1 case (default 512)")
+    bench.add_argument("--size", type=int, default=config.BENCH_SIZE,
+                       help="n of the Dense(n, n) layer of the W1 case (default %(default)s)")
     bench.add_argument("--no-njit", action="store_true",
                        help="skip the Numba (W2) case")
     bench.add_argument("--rounds", type=int, default=None,
-                       help="rounds of every workload, its cases alternating (default 3)")
+                       help="rounds of every workload, its cases alternating (default "
+                       f"{config.BENCH_ROUNDS})")
     bench.set_defaults(run=_bench)
     warm = sub.add_parser("warmup", help="compile and cache every Numba kernel ahead of time "
                           "(a CI step, a Docker build), printing the time of each")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 
 from .. import config
 from ..errors import GradientCheckError
-from ..options import CheckOptions, positive_float, positive_int
+from ..options import CheckOptions, positive_int
 
 if TYPE_CHECKING:
     from ..report.reports import CheckReport
@@ -148,23 +148,18 @@ class GradientMonitor:
         if not (callable(on_fail) or on_fail in ("warn", "raise")):
             raise ValueError(f"on_fail={on_fail!r} is not valid; expected 'warn', 'raise' "
                              "or a function of the report")
-        if mode not in config.MODES:
-            raise ValueError(f"mode={mode!r} is not valid; expected one of "
-                             f"{', '.join(config.MODES)}")
-        budget_s = positive_float("budget_s", budget_s)
-        if budget_s is not None and mode != "auto":
-            raise ValueError(f"budget_s is only used with mode='auto' (mode={mode!r})")
         self.f = f
-        self.mode = mode
-        self.budget_s = config.MONITOR_BUDGET_S if budget_s is None and mode == "auto" \
-            else budget_s
         self.on_fail = on_fail
         self.default_args = tuple(check_options.pop("args", ()))
         check_options.setdefault("progress", False)  # no bars in a loop by default
         #: Every check's options, validated now (errors name GradientMonitor); each
         #: check runs with its own seed.
         self.options = CheckOptions.build("GradientMonitor", {
-            "mode": mode, "budget_s": self.budget_s, **check_options})
+            "mode": mode, "budget_s": budget_s, **check_options})
+        if self.options.mode == "auto" and self.options.budget_s is None:
+            self.options = dataclasses.replace(self.options, budget_s=config.MONITOR_BUDGET_S)
+        self.mode = self.options.mode
+        self.budget_s = self.options.budget_s
         self.seed = self.options.seed
         self.progress = self.options.progress
         self.check_options = check_options

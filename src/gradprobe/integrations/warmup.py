@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, TextIO
 
+from .. import config
 from ..compilation import quiet_notice
 
 
@@ -59,11 +60,11 @@ def _engine_kernels() -> list[tuple[str, Callable[[], Any]]]:
 
     from ..engines.numba import compile_kernel
 
-    @numba.njit(cache=False)
+    @numba.njit(**config.NUMBA_UNCACHED_FLAGS)
     def vector_loss(w):  # pragma: no cover - compiled
         return 0.5 * np.sum(w * w)
 
-    @numba.njit(cache=False)
+    @numba.njit(**config.NUMBA_UNCACHED_FLAGS)
     def matrix_loss(W):  # pragma: no cover - compiled
         return 0.5 * np.sum(W * W)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import config
 from ..compilation import install_notice
 from . import kernels
 from .contraction import contract
@@ -28,8 +29,8 @@ from .head_kernels import finish_mse, finish_softmax
 
 install_notice()  # says so once when a slow kernel compiles on a first run
 
-#: Backends of the structured check: "auto" is the C kernels when built, else Numba's.
-BACKENDS = ("auto", "numba", "cffi")
+#: Backends of the structured check (defined in :mod:`gradprobe.config`).
+BACKENDS = config.MODEL_BACKENDS
 
 
 class NumbaKernels:

@@ -20,13 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from .. import config
 from ..engines.cffi import KERNEL_STATUS, _KERNEL, kernel_threads
 from . import constants
 
 #: The C type name and function suffix of each supported dtype.
 _CTYPES = {np.dtype(np.float64): ("double", "_d"), np.dtype(np.float32): ("float", "_f")}
-#: Entries handed to one call of the entry kernel (Ctrl-C is seen between calls).
-ENTRY_BATCH = 4096
 
 
 def available() -> bool:
@@ -417,8 +416,8 @@ class CKernels:
             "prob": loss_keep[1], "mass": loss_keep[2], "targets": loss_keep[3],
             "rho": loss_keep[4], "width": width, "base_ulps": constants.BASE_POINT_ULPS})
         xin_c = self._ptr(xin)
-        for lo in range(0, k, ENTRY_BATCH):  # Ctrl-C is seen between batches
-            hi = min(k, lo + ENTRY_BATCH)
+        for lo in range(0, k, config.NN_C_ENTRY_BATCH):  # Ctrl-C is seen between batches
+            hi = min(k, lo + config.NN_C_ENTRY_BATCH)
             status = self._lib.gp_nn_entry_differences(
                 xin_c, batch, n_in, n_out, self._ptr(rows[lo:hi]), self._ptr(cols[lo:hi]),
                 self._ptr(steps[lo:hi]), hi - lo, self._ptr(offsets), m, st, lt,

@@ -21,46 +21,33 @@ import numpy as np
 from .. import config
 from ..verdict.diagnosis import diagnose_all
 from ..differences.estimation import select_entries
-from ..options import CheckOptions, choice, positive_float, positive_int, seed_value
+from ..options import CheckOptions
 from ..report.reports import CheckReport, ParamReport
 from ..differences.stencils import Stencil
 from ..verdict.compare import compare_param
 from .estimates import kink_prober, layer_estimates, private_params, refiner
 from .inputs import validate_grads, validate_params
-from .backends import BACKENDS, NUMBA, kernel_set
+from .backends import NUMBA, kernel_set
 from .plan import Plan, make_plan
 from .sequential import Sequential, backward
 
-#: Methods the structured check supports (the complex step needs a complex model).
-METHODS = ("central", "forward", "richardson")
-#: Modes the structured check supports.
-MODES = ("full", "sample")
 #: Name of this checker in reports, per kernel set (Numba kernels, or their C twin).
 REPORT_BACKENDS = {"numba": "nn-structured", "cffi": "nn-structured-cffi"}
 
 
 # -- options ---------------------------------------------------------------
-def _validate(model: Any, method: str, eps: Any, upcast: Any, workers: Any,
-              seed: Any, backend: Any) -> tuple[float | None, int | None, Any]:
+def _kernels(model: Any, opts: CheckOptions) -> tuple[int | None, Any]:
+    """The kernel set of ``opts.backend``, and the Numba threads to run with."""
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a gradprobe.nn.Sequential, got {type(model).__name__}")
-    if method == "complex":
-        raise ValueError("method='complex' is not supported by the structured model check "
-                         f"(the model's kernels are real); use one of {', '.join(METHODS)}")
-    choice("method", method, METHODS)
-    eps = positive_float("eps", eps)
-    if not isinstance(upcast, (bool, np.bool_)):
-        raise TypeError(f"upcast must be True or False, got {upcast!r}")
-    workers = positive_int("workers", workers)
-    choice("backend", backend, BACKENDS)
-    seed_value(seed)
-    kernels = kernel_set(backend, workers)
+    kernels = kernel_set(opts.backend, opts.workers)
     if kernels.name == "cffi":
-        return eps, None, kernels
+        return None, kernels
+    workers = opts.workers
     if workers is not None and workers > numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"workers={workers} is more than the {numba.config.NUMBA_NUM_THREADS} "
                          "threads Numba was started with (NUMBA_NUM_THREADS)")
-    return eps, workers, kernels
+    return workers, kernels
 
 
 @contextmanager
@@ -125,10 +112,19 @@ def numerical_gradient_model(model: Sequential, X: Any, T: Any, *, method: str =
     >>> np.round(g["0.W"].ravel(), 6), np.round(g["0.b"], 6)
     (array([0.7744, 0.    ]), array([0.7744]))
     """
-    eps, workers, kernels = _validate(model, method, eps, upcast, workers, 0, backend)
+    opts = CheckOptions.build("numerical_gradient_model", dict(
+        method=method, eps=eps, upcast=upcast, workers=workers, backend=backend))
+    return model_gradient(model, X, T, opts)
+
+
+def model_gradient(model: Sequential, X: Any, T: Any,
+                   opts: CheckOptions) -> dict[str, np.ndarray]:
+    """:func:`numerical_gradient_model` on options validated at the public boundary."""
+    workers, kernels = _kernels(model, opts)
+    method, eps = opts.method, opts.eps
     validate_params(model.parameters(), model.parameter_shapes(), finite=True)
     with _threads(workers):
-        plan = _plan(model, X, T, bool(upcast), kernels)
+        plan = _plan(model, X, T, opts.upcast, kernels)
         out = {}
         for pos in model.dense_positions:
             layer = model.layers[pos]
@@ -213,20 +209,20 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
     >>> check_model(model, X, labels, grads).params["0.W"].failed_indices
     [(3, 1)]
     """
+    opts = CheckOptions.build("check_model", dict(
+        mode=mode, method=method, eps=eps, rtol=rtol, atol=atol, samples=samples, seed=seed,
+        upcast=upcast, workers=workers, backend=backend, progress=progress, **options))
+    return run_model_check(model, X, T, grads, opts)
+
+
+def run_model_check(model: Sequential, X: Any, T: Any, grads: Any,
+                    opts: CheckOptions) -> CheckReport:
+    """:func:`check_model` on options validated at the public boundary."""
     start = time.perf_counter()
-    if isinstance(model, Sequential):  # a bad model is named by _validate
-        CheckOptions.build("check_model", dict(
-            mode=mode if mode in config.MODES else "full", method=method
-            if method in config.METHODS else "central", eps=eps, rtol=rtol, atol=atol,
-            samples=samples if mode == "sample" else None, seed=seed, upcast=upcast,
-            workers=workers, progress=progress, **options))
-    eps, workers, kernels = _validate(model, method, eps, upcast, workers, seed, backend)
-    choice("mode", mode, MODES)
-    rtol = positive_float("rtol", rtol, allow_zero=True)
-    atol = positive_float("atol", atol, allow_zero=True)
-    samples = positive_int("samples", samples)
-    if samples is not None and mode != "sample":
-        raise ValueError(f"samples={samples} is only used with mode='sample' (mode={mode!r})")
+    workers, kernels = _kernels(model, opts)
+    mode, method, eps, rtol, atol = opts.mode, opts.method, opts.eps, opts.rtol, opts.atol
+    seed, progress = opts.seed, opts.progress
+    samples = opts.samples
     if mode == "sample" and samples is None:
         samples = config.DEFAULT_SAMPLES
     params = model.parameters()
@@ -234,7 +230,7 @@ def check_model(model: Sequential, X: Any, T: Any, grads: Any = None, *, mode: s
     with _threads(workers):
         if grads is not None:
             grad_arrays = validate_grads(grads, params)
-        plan = _plan(model, X, T, bool(upcast), kernels)
+        plan = _plan(model, X, T, opts.upcast, kernels)
         if grads is None:
             # the model's own backward pass, from the base forward pass when it ran in
             # the model's dtype (its parameters are bit-for-bit copies of the model's)

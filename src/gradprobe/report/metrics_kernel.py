@@ -32,7 +32,7 @@ _SIGNATURE = "void(f8[::1], f8[::1], f8[::1], f8, f8, f8[::1], f8[::1], f8[::1],
 _PASS_SIGNATURE = "UniTuple(f8, 3)(f8[::1], f8[::1], f8[::1], f8, f8, b1[::1], b1, b1[::1], b1, i8)"
 
 
-@numba.njit("f8(f8, f8)", cache=True, fastmath=False, inline="always")
+@numba.njit("f8(f8, f8)", inline="always", **config.NUMBA_FLAGS)
 def _maximum(x, y):  # pragma: no cover - compiled
     """``np.maximum`` for scalars: NaN if either is NaN."""
     if x != x or y != y:
@@ -40,7 +40,7 @@ def _maximum(x, y):  # pragma: no cover - compiled
     return x if x >= y else y
 
 
-@numba.njit(cache=True, fastmath=False, inline="always")
+@numba.njit(inline="always", **config.NUMBA_FLAGS)
 def _entry(ai, ni, bi, rtol, atol):  # pragma: no cover - compiled
     """``(abs_error, rel_error, allowance, ratio)`` of one entry (the one formula)."""
     err = abs(ai - ni)
@@ -60,7 +60,7 @@ def _entry(ai, ni, bi, rtol, atol):  # pragma: no cover - compiled
     return err, rel, allow, r
 
 
-@numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
+@numba.njit(parallel=True, **config.NUMBA_FLAGS)
 def _metrics(a, n, bar, rtol, atol, abs_error, rel_error, allowance, ratio):  # pragma: no cover
     for i in numba.prange(a.size):
         err, rel, allow, r = _entry(a[i], n[i], bar[i], rtol, atol)
@@ -70,7 +70,7 @@ def _metrics(a, n, bar, rtol, atol, abs_error, rel_error, allowance, ratio):  # 
         ratio[i] = r
 
 
-@numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
+@numba.njit(parallel=True, **config.NUMBA_FLAGS)
 def _verdict_pass(a, n, bar, rtol, atol, kink, use_kink, failed, write_failed,
                   chunk):  # pragma: no cover - compiled
     """One pass over the entries: ``failed[i] = ratio > 1`` (when ``write_failed``)
