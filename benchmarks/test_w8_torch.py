@@ -5,7 +5,7 @@ GELU and a layer norm, each with a hand-written backward), in float64 and
 float32, checked in one run by
 
 * ``gradprobe.torch.check_function`` at its defaults (every entry of every
-  input: compressed Jacobians, 3 random cotangents);
+  input: compressed Jacobians, ``config.DEFAULT_VECTOR_DIRECTIONS`` random cotangents);
 * ``torch.autograd.gradcheck`` at its defaults, slow mode (the whole
   Jacobian, column by column and row by row) and ``fast_mode=True`` (one
   random direction pair);
@@ -32,6 +32,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch not installed: W8 skipped")
 
 import gradprobe.torch as gt  # noqa: E402
+from gradprobe import config  # noqa: E402
 from gradprobe.examples.torch_functions import (GELUFunction, LayerNormFunction,  # noqa: E402
                                                 LinearFunction, with_planted_error)
 
@@ -142,7 +143,8 @@ def test_w8(benchmark, bench_table, name, dtype, backward):
                   f"{backwards:,}", verdict, caught, named,
                   f"{ratio:.1f}" if checker == "gradprobe" else "-")
     if name == NAMES[0] and dtype == "float64" and backward == "correct":
-        table.note("gradprobe: full check of every input entry (compressed Jacobians, 3 "
+        table.note("gradprobe: full check of every input entry (compressed Jacobians, "
+                   f"{config.DEFAULT_VECTOR_DIRECTIONS} "
                    "cotangents; float32 evaluated in float64); gradcheck: its defaults "
                    "(eps 1e-6, atol 1e-5, rtol 1e-3), slow mode = whole Jacobian")
         table.note(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads")
