@@ -248,8 +248,9 @@ def test_protocol_errors_are_clear():
         check_layer(NoBackward(), _x())
 
     layer = Dense()
-    layer.params = [layer.W]
-    with pytest.raises(TypeError, match=r"layer.params must be a dict"):
+    layer.params = [layer.W]  # a list is a container too, but its names match no gradient
+    with pytest.raises(ValueError, match=r"the entries of layer.params \(0\) match no entry "
+                                         r"of layer.grads \(W, b\)"):
         check_layer(layer, _x())
 
     layer = Dense()

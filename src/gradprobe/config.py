@@ -78,6 +78,9 @@ SEED_TAG_VECTORS = {"cotangents": 0x636F74, "tangents": 0x74616E, "vectors": 0x7
 #: Seed tag of the cotangent the structural checks (gradprobe.checks.structural)
 #: draw when none is given.
 SEED_TAG_STRUCTURAL = 0x737472
+#: Seed tag of the cotangent :func:`gradprobe.check_layer` draws for its first,
+#: probing backward pass (which finds where the layer keeps its gradients).
+SEED_TAG_LAYER_PROBE = 0x6C6179
 
 #: First spacing of the noise probe, as a power of the evaluation epsilon.
 NOISE_SPACING_POWER = 0.25
@@ -253,6 +256,21 @@ NOISY_BAR_FRACTION = 2e-3
 #: See NOISY_BAR_FRACTION: relative noise of ``f`` in units of the evaluation
 #: epsilon above which ``f`` counts as noisy rather than merely rounded.
 NOISY_MIN_ULPS = 1e3
+
+#: The function must be a function: at the unperturbed point, a second call
+#: (and every private copy a check evaluates) must reproduce the first
+#: output bit for bit, or within ``NOISE_SAFETY`` x its measured noise. And an
+#: output that changes between calls with a noise above this many units of
+#: rounding (``eps * |output|``) is never judged: the check is
+#: ``"inconclusive"`` (finding ``nondeterministic-forward``). Threaded
+#: reductions that round differently stay far below it; a redrawn dropout
+#: mask or an unseeded sampler is far above.
+NONDETERMINISM_ULPS = 1e3
+#: Default ``nondeterminism_tol``: allowed difference between two calls at the
+#: same point, relative to the largest entry of the result (0: bit for bit
+#: beyond the measured noise; the backward pass's repeat is compared with it
+#: alone).
+NONDETERMINISM_TOL = 0.0
 #: Localization tests restricted directions with a central difference (two
 #: evaluations); its truncation bar is this many times the largest truncation
 #: measured along the full directions at detection (a restricted direction

@@ -123,6 +123,7 @@ NOT_APPLICABLE: dict[str, dict[str, str]] = {
         "samples": "it estimates every entry",
         "directions": "it estimates every entry, not directional derivatives",
         "budget_s": _NO_AUTO,
+        "nondeterminism_tol": "it returns the numerical gradient and judges nothing",
     },
     "check_model": {
         **_NO_GROUPS,
@@ -130,6 +131,7 @@ NOT_APPLICABLE: dict[str, dict[str, str]] = {
                       "a few milliseconds per million entries",
         "budget_s": "the structured check has no mode='auto': its full check is cheap",
         "client": "it runs on gradprobe.nn's own Numba or C kernels, not on a Dask cluster",
+        "nondeterminism_tol": "gradprobe.nn models are deterministic by construction",
     },
     "check_jvp": {**_array_valued("its directions are the tangents: pass tangents=k for k "
                                   "random tangents"),
@@ -205,6 +207,7 @@ class CheckOptions:
     client: Any = None
     compression: Any = "auto"
     sparsity: Any = None
+    nondeterminism_tol: float | None = None
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -215,7 +218,7 @@ class CheckOptions:
         choice("backend", self.backend, config.BACKENDS)
         for name in ("eps", "budget_s"):
             put(name, positive_float(name, getattr(self, name)))
-        for name in ("rtol", "atol"):
+        for name in ("rtol", "atol", "nondeterminism_tol"):
             put(name, positive_float(name, getattr(self, name), allow_zero=True))
         for name in ("samples", "directions", "workers"):
             put(name, positive_int(name, getattr(self, name)))

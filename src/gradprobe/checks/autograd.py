@@ -110,38 +110,3 @@ def adapter_notes(backward: str, inputs: Inputs, what: str) -> list[str]:
         notes.append(f"held fixed (not floating-point {what}): {', '.join(held)}")
     return notes
 
-
-def structural_findings(forward: Callable[..., Any], vjp: Callable[..., Any],
-                        inputs: dict[str, Any], seed: int) -> list[Any]:
-    """The structural checks of :mod:`gradprobe.checks.structural` (zero cotangent,
-    no mutation, repeated backward, exact shape and dtype) on a front end's
-    ``forward(**tensors)`` and ``vjp(u, **tensors)``: a thin adapter to its
-    NumPy interface through the one tensor conversion of
-    :class:`~gradprobe.problem.params.ParamSet` (on a CPU, torch tensors share
-    the NumPy copies' memory, so a write into an input or the cotangent is seen).
-    """
-    from ..problem.params import ParamSet
-    from ..problem.tensors import as_host_array
-    from .structural import structural_checks
-
-    paramset = ParamSet.from_user(inputs, forward, noun="input", arg="inputs")
-    names = list(paramset.names)
-
-    def numpy_forward(*arrays: Any) -> Any:
-        return as_host_array(paramset.call(forward, list(arrays), ()))
-
-    def numpy_vjp(u: Any, *arrays: Any) -> tuple:
-        grads = as_host_array(paramset.call(vjp, list(arrays), (), leading=(u,), what="vjp"))
-        return tuple(grads[n] for n in names)
-
-    result = structural_checks(numpy_forward, numpy_vjp, paramset.arrays, names=names,
-                               seed=seed)
-    return list(result.findings)
-
-
-def attach_findings(report: Any, findings: list[Any]) -> Any:
-    """Put structural ``findings`` on ``report`` (its ``findings``, and one note each)."""
-    existing = list(getattr(report, "findings", None) or [])
-    report.findings = existing + list(findings)
-    report.notes = report.notes + [f"structural: {f.message}" for f in findings]
-    return report

@@ -35,7 +35,9 @@ from ..problem.params import ParamSet
 from ..problem.point import prepare
 from ..report.metrics import error_summary
 from ..report.reports import ParamReport
+from ..report.findings import Finding
 from ..verdict.compare import compare_param, gradient_scale
+from ..verdict.determinism import vector_determinism
 from ..verdict.entries import check_entries
 
 
@@ -58,6 +60,8 @@ class GroupedRuns:
         Narrow inputs were evaluated in float64.
     noise : float
         The largest noise of one output entry (0.0 when nothing was grouped).
+    findings : list of Finding
+        ``nondeterministic-forward`` when ``f`` changed between calls at the point.
     """
 
     runs: list[dict[str, ParamReport]]
@@ -67,6 +71,7 @@ class GroupedRuns:
     notes: list[str] = field(default_factory=list)
     upcast: bool = False
     noise: float = 0.0
+    findings: list[Finding] = field(default_factory=list)
 
 
 def why_not_grouped(opts: CheckOptions) -> str | None:
@@ -159,11 +164,14 @@ def vjp_by_groups(f: Callable[..., Any], paramset: ParamSet, args: tuple,
         sinks[p] = (sink, name)
     evaluations = vf.evaluations
     notes = list(vf.notes) if sinks else []
+    finding, note = vector_determinism(vf, opts.nondeterminism_tol)
+    notes += [] if note is None else [note]
     if sinks:
         evaluations += _judge(sinks, paramset, args, cotangents, grads, opts, loss_for, runs)
     return GroupedRuns(runs, strategies, fallback, evaluations, notes,
                        upcast=vf.upcast and bool(sinks),
-                       noise=float(np.max(vf.noise)) if sinks else 0.0)
+                       noise=float(np.max(vf.noise)) if sinks else 0.0,
+                       findings=[] if finding is None else [finding])
 
 
 def _judge(sinks: dict[int, tuple[VjpSink, str]], paramset: ParamSet, args: tuple,

@@ -14,7 +14,8 @@ from ..problem.params import loss_value, match_structure
 from ..report.reports import CheckReport
 from ..differences.vector import VectorFunction
 from .vector_setup import (_callable, _vector_options, _single_input,
-                           _directions, merge_runs, _finish, _how_many, _noise_notes, _line_runs)
+                           _directions, merge_runs, _finish, _how_many, _noise_notes, _line_runs,
+                           forward_findings, noise_ulps)
 
 
 def check_hvp(f: Callable[..., Any] | None, x: Any, hvp: Callable[..., Any], *,
@@ -76,8 +77,8 @@ def check_hvp(f: Callable[..., Any] | None, x: Any, hvp: Callable[..., Any], *,
     False
     """
     start = time.perf_counter()
-    opts = CheckOptions.build("check_hvp", dict(method=method, eps=eps, rtol=rtol, atol=atol, seed=seed,
-                       upcast=upcast, backend=backend, **options))
+    opts = CheckOptions.build("check_hvp", dict(method=method, eps=eps, rtol=rtol, atol=atol,
+                              seed=seed, upcast=upcast, backend=backend, **options))
     if f is None and grad is None:
         raise TypeError("f must be callable (it may be None only when grad is given)")
     if f is not None:
@@ -114,16 +115,17 @@ def check_hvp(f: Callable[..., Any] | None, x: Any, hvp: Callable[..., Any], *,
         notes = [f"Hessian-vector products along {how}, against {method} differences of "
                  "grad; an entry fails if it fails for any vector"] + _noise_notes(vf) \
             + vf.notes
+        findings = forward_findings(vf, opts.nondeterminism_tol, notes)
         return _finish(merge_runs(runs), method=method, mode="full", backend="python",
                        evaluations=evaluations + vf.evaluations, start=start,
                        upcast=vf.upcast, noise=float(np.max(vf.noise)), loss=loss,
-                       notes=notes)
+                       notes=notes, noise_ulps=noise_ulps(vf), findings=findings)
     reports = []
     for k, ((v,), a) in enumerate(zip(vs, analytic)):
         phi = _second_difference(f, x0, v, f"vectors[{k}]")
         reports.append(check(phi, {"hvp": x0}, {"hvp": a}, args=args, method=method,
                              eps=eps, rtol=rtol, atol=atol, seed=seed, upcast=upcast,
-                             backend="python"))
+                             backend="python", nondeterminism_tol=opts.nondeterminism_tol))
     notes = [f"Hessian-vector products along {how}, against the gradient of the second "
              "difference (f(x + k v) - f(x - k v)) / 2k (no grad given); an entry fails if "
              "it fails for any vector"] + [n for r in reports for n in r.notes]
@@ -131,7 +133,8 @@ def check_hvp(f: Callable[..., Any] | None, x: Any, hvp: Callable[..., Any], *,
                    backend=reports[0].backend,
                    evaluations=evaluations + sum(r.evaluations for r in reports),
                    start=start, upcast=any(r.upcast for r in reports),
-                   noise=max(r.noise for r in reports), loss=loss, notes=notes)
+                   noise=max(r.noise for r in reports), loss=loss, notes=notes,
+                   findings=[f for r in reports for f in r.findings])
 
 
 def _second_difference(f: Callable[..., Any], x0: np.ndarray, v: np.ndarray,

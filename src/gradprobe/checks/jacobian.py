@@ -15,7 +15,8 @@ from ..differences.stencils import Estimate, step_size
 from ..differences.vector import VectorFunction, line_estimate, one_sided_line
 from ..verdict.compare import compare_param
 from .grouped import jacobian_by_groups
-from .vector_setup import _callable, _vector_options, _single_input, _noise_notes
+from .vector_setup import (_callable, _vector_options, _single_input, _noise_notes,
+                           forward_findings, noise_ulps)
 
 
 def check_jacobian(f: Callable[..., Any], x: Any, jac: Any, *, args: tuple = (),
@@ -152,7 +153,8 @@ def check_jacobian(f: Callable[..., Any], x: Any, jac: Any, *, args: tuple = (),
     report.strategy = strategy
     notes.append(f"{xname}: {strategy}")
     params = {"jacobian": report}
-    diagnose_all(params)
+    findings = forward_findings(vf, opts.nondeterminism_tol, notes)
+    diagnose_all(params, method=method, noise_ulps=noise_ulps(vf))
     split = len(vf.out_shape)
     if report.diagnosis and report.diagnosis.startswith("localized"):
         report.diagnosis = _localized_jacobian(report, split, xname)
@@ -162,10 +164,12 @@ def check_jacobian(f: Callable[..., Any], x: Any, jac: Any, *, args: tuple = (),
         notes.insert(0, f"worst entry: {_pair(index, split, xname)}: analytic "
                         f"{report.analytic_flat[pos]:.6g}, numeric "
                         f"{report.numeric_flat[pos]:.6g} ± {report.error_bar_flat[pos]:.3g}")
-    return CheckReport(params=params, method=method, mode="full", backend="python",
-                       evaluations=vf.evaluations, seconds=time.perf_counter() - start,
-                       upcast=vf.upcast, noise=float(np.max(vf.noise)), loss=float("nan"),
-                       notes=notes)
+    result = CheckReport(params=params, method=method, mode="full", backend="python",
+                         evaluations=vf.evaluations, seconds=time.perf_counter() - start,
+                         upcast=vf.upcast, noise=float(np.max(vf.noise)), loss=float("nan"),
+                         notes=notes)
+    result.add_findings(findings)
+    return result
 
 
 def _jacobian_array(jac: Any, out_shape: tuple[int, ...], x_shape: tuple[int, ...],

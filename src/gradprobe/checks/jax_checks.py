@@ -17,8 +17,7 @@ import numpy as np
 from ..options import CheckOptions
 from ..problem.tensors import framework
 from ..report.reports import CheckReport
-from .autograd import (adapter_notes, argument_names, attach_findings, select_inputs,
-                       structural_findings)
+from .autograd import adapter_notes, argument_names, select_inputs
 from .vjp import vjp_check
 
 CHECK_FUNCTION = "gradprobe.jax.check_function"
@@ -130,7 +129,6 @@ def check_function(fn: Callable[..., Any], *inputs: Any, cotangents: Any = None,
     arrays = {n: inputs[i] for n, i in zip(selected.checked_names, selected.checked)}
     label = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", type(fn).__name__)
     notes = adapter_notes(f"jax.vjp of {label}", selected, "arrays")
-    findings = structural_findings(forward, vjp, arrays, opts.seed)
     report = vjp_check(forward, arrays, vjp, cotangents, (), opts, caller=CHECK_FUNCTION)
     report.notes = notes + [n for n in report.notes if n not in notes]
-    return attach_findings(report, findings)
+    return report

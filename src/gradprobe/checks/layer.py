@@ -4,24 +4,29 @@ PyBrain's ``gradientCheck()`` verified any module with a hand-written
 ``_backwardImplementation``. :func:`check_layer` does the same for any object
 with
 
-* ``forward(x) -> y``;
-* ``backward(grad_out) -> grad_x`` (the gradient with respect to the input,
-  for the ``x`` of the last ``forward``);
-* optionally ``params``, a dict name -> array the layer computes with, and
-  ``grads``, a dict name -> array that ``backward`` fills with the parameter
-  gradients.
+* ``forward(*inputs) -> output`` (one array or a tuple of arrays);
+* ``backward(grad_out) -> grad_input`` (the gradients with respect to the
+  inputs of the last ``forward``; with several outputs
+  ``backward(*grad_outs)`` or ``backward(grad_outs)``);
+* optionally parameters and their gradients, wherever the layer keeps them
+  (:mod:`gradprobe.checks.layer_protocol`: ``params``/``grads``,
+  ``parameters``/``gradients``, ``W``/``dW`` attributes, methods, nested
+  dicts, or the user's ``params=``/``grads=``).
 
-It is :func:`gradprobe.check_vjp` applied to ``(x, params) -> forward(x)``,
-with the layer's backward as the VJP. Everything runs on private deep copies
-of the layer, so the layer's own arrays (parameters, gradients, caches) are
-never written. A layer that cannot be deep-copied is perturbed in place and
-restored in ``finally`` (also on KeyboardInterrupt), bit for bit.
+It is :func:`gradprobe.check_vjp` applied to ``(inputs, params) -> forward``,
+with the layer's backward as the VJP. The layer is copied *after its first
+forward pass* (weights created on first use exist then, and every copy shares
+them) and every evaluation runs on private copies, so the layer's own arrays
+(parameters, gradients, caches) are never written. A layer that cannot be
+deep-copied is perturbed in place and restored in ``finally`` (also on
+KeyboardInterrupt), bit for bit.
 """
 from __future__ import annotations
 
 import copy
+import inspect
 import threading
-from typing import Any, Mapping, MutableMapping
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -29,8 +34,10 @@ from .. import config
 from ..options import CheckOptions
 from ..problem.params import _as_param_array
 from ..report.reports import CheckReport
-from .vector import vjp_check
-from ..differences.vector import output_array
+from ..verdict.determinism import reproducibility
+from .layer_protocol import (Containers, Snapshot, array_at, describe_path, find_containers,
+                             get_path, loose_arrays, set_path, zero_gradients)
+from .vjp import vjp_check
 
 #: Name of the layer's input in reports (when no parameter already uses it).
 INPUT_NAME = "input"
@@ -40,37 +47,21 @@ class _NoUpcast(Exception):
     """The layer cannot be evaluated in float64 (the reason is the message)."""
 
 
-def _layer_params(layer: Any) -> dict[str, np.ndarray]:
-    """The layer's parameters, validated (an absent ``params`` means none)."""
-    params = getattr(layer, "params", None)
-    if params is None:
-        return {}
-    if not isinstance(params, Mapping):
-        raise TypeError(f"layer.params must be a dict name -> array, got "
-                        f"{type(params).__name__}")
-    out = {}
-    for name, value in params.items():
-        if not isinstance(name, str):
-            raise TypeError(f"layer.params keys must be str, got {name!r}")
-        if not isinstance(value, np.ndarray):
-            raise TypeError(f"layer.params[{name!r}] must be a NumPy array (the check writes "
-                            f"perturbed values into a private copy of it), got "
-                            f"{type(value).__name__}")
-        try:
-            _as_param_array(value, name)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(str(exc).replace(f"parameter {name!r}",
-                                             f"layer.params[{name!r}]", 1)) from None
-        out[name] = value
-    return out
+def _input_names(count: int, taken: Sequence[str]) -> list[str]:
+    base = INPUT_NAME if INPUT_NAME not in taken else f"layer {INPUT_NAME}"
+    return [base] if count == 1 else [f"{base}[{i}]" for i in range(count)]
 
 
-def _param(layer: Any, name: str) -> np.ndarray:
-    """The array the layer computes with for parameter ``name``."""
-    params = getattr(layer, "params", None)
-    if not isinstance(params, Mapping) or name not in params:
-        raise ValueError(f"layer.params lost its entry {name!r} during the check")
-    return params[name]
+def _validated(value: Any, path: Any) -> np.ndarray:
+    where = describe_path(path)
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{where} must be a NumPy array (the check writes perturbed values "
+                        f"into a private copy of it), got {type(value).__name__}")
+    try:
+        _as_param_array(value, "p")
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(str(exc).replace("parameter 'p'", where, 1)) from None
+    return value
 
 
 class LayerCopies:
@@ -78,21 +69,26 @@ class LayerCopies:
 
     Parameters
     ----------
-    layer : object
-        The user's layer (``forward``, ``backward``, ``params``, ``grads``).
-    names : list of str
-        Its parameter names.
-    input_name : str
-        The name of the input in the inputs dict of :func:`check_vjp`.
+    layer : object or callable
+        The user's layer, or a factory returning a new one (called for every copy).
+    inputs : list of ndarray
+        The layer's inputs (integer ones are held fixed, not differentiated).
+    params, grads : optional
+        Where the parameters and gradients live (see :func:`check_layer`).
+    reset : callable, optional
+        ``reset(layer)``, called on every copy before each forward pass.
 
     Notes
     -----
-    ``forward`` evaluates a deep copy (a second, float64 copy when the check
-    upcasts narrow parameters); ``vjp`` runs forward and backward on a fresh
-    deep copy per cotangent, with its ``grads`` zeroed first (so layers that
-    accumulate with ``+=`` are checked correctly). When ``copy.deepcopy``
-    fails, the user's layer itself is used and :meth:`restore` puts back its
-    parameter and gradient arrays bit for bit.
+    A template is made first: a deep copy of the layer (or a factory's
+    layer) that has run one forward pass. Every other copy is a deep copy of
+    it. ``forward`` evaluates one copy per thread (a second, float64 copy when
+    the check upcasts narrow parameters); ``vjp`` runs forward and backward on
+    a fresh copy per cotangent, with its gradients zeroed first (so layers that
+    accumulate with ``+=`` are checked correctly). Every copy's output at the
+    unperturbed point is kept in :attr:`repeats`, to check that the layer is a
+    function. When ``copy.deepcopy`` fails, the user's layer itself is used
+    and :meth:`restore` puts back its parameter and gradient arrays bit for bit.
 
     Examples
     --------
@@ -102,172 +98,258 @@ class LayerCopies:
     ...     def backward(self, g):
     ...         self.grads["a"] = np.array([np.sum(g * self.x)]); return g * self.params["a"]
     >>> layer = Scale()
-    >>> copies = LayerCopies(layer, ["a"], "input")
+    >>> copies = LayerCopies(layer, [np.array([1.0, 3.0])])
     >>> copies.forward(input=np.array([1.0, 3.0]), a=np.array([5.0]))
     array([ 5., 15.])
     >>> layer.params["a"], hasattr(layer, "x")
     (array([2.]), False)
     """
 
-    def __init__(self, layer: Any, names: list[str], input_name: str):
+    def __init__(self, layer: Any, inputs: list[np.ndarray], *, params: Any = None,
+                 grads: Any = None, reset: Callable[[Any], Any] | None = None, seed: int = 0):
+        self.factory = None if hasattr(layer, "forward") else layer
         self.layer = layer
-        self.names = list(names)
-        self.input_name = input_name
-        params = _layer_params(layer)
-        self.native_dtypes = {n: params[n].dtype for n in self.names}
+        self.inputs = inputs
+        self.reset = reset
         self.notes: list[str] = []
         self.wide_error: str | None = None
+        self.repeats: list[tuple[str, Any]] = []
+        self._lock = threading.Lock()
         self._local = threading.local()  # one copy per thread (workers > 1)
+        self.in_place = False
         try:
-            self._local.native = copy.deepcopy(layer)
-            self.in_place = False
+            template = self.factory() if self.factory is not None else copy.deepcopy(layer)
         except Exception as exc:  # locks, handles, ... : fall back to the layer itself
+            if self.factory is not None:
+                raise
+            template = layer
             self.in_place = True
-            self._save()
             self.notes.append(f"the layer could not be deep-copied ({type(exc).__name__}: "
                               f"{exc}); its parameters were perturbed in place and restored")
+        _check_methods(template)
+        self.template = template
+        self.snapshot = Snapshot(template) if self.in_place else None
+        try:
+            if reset is not None:
+                reset(template)
+            first = _outputs(template.forward(*[a.copy() for a in inputs]))
+            self.first = _copy_outputs(first)
+            self.out_dtype = np.result_type(*(first if isinstance(first, tuple) else (first,)))
+            probe = template if self.in_place else self._fresh()
+            before = _grad_names(probe, params, grads)
+            self._probe_backward(probe, seed)
+            found = find_containers(probe, params, grads)
+            lost = [n for n in before if n in found.frozen]
+            if lost:
+                raise ValueError(f"{found.grads_where} has no entry {lost[0]!r} after "
+                                 f"backward, but had one before; backward must leave a "
+                                 f"gradient for every trainable parameter "
+                                 f"({', '.join(before)})")
+        finally:
+            self.restore()
+        self.containers = found
+        self.names = list(found.params)
+        self.input_names = _input_names(len(inputs), self.names)
+        self.diff = [n for n, a in zip(self.input_names, inputs) if a.dtype.kind == "f"]
+        self.fixed = {n: a for n, a in zip(self.input_names, inputs) if a.dtype.kind != "f"}
+        self.point = {n: _validated(get_path(template, p), p) for n, p in found.params.items()}
+        self.native_dtypes = {n: a.dtype for n, a in self.point.items()}
+        self._describe(found, template)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled without the per-thread copies (``backend="dask"`` sends it to workers)."""
+        """Pickled without the per-thread copies and the lock (``backend="dask"``
+        sends it to workers)."""
         state = self.__dict__.copy()
-        state["_local"] = None
+        state["_local"] = state["_lock"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._local = threading.local()  # each thread deep-copies the layer on first use
+        self._local = threading.local()  # each thread copies the layer on first use
+        self._lock = threading.Lock()
+
+    # -- set-up ---------------------------------------------------------------------
+    def _fresh(self) -> Any:
+        """A new private copy of the layer in the template's state."""
+        if self.factory is not None:
+            layer = self.factory()
+            if self.reset is not None:
+                self.reset(layer)
+            layer.forward(*[a.copy() for a in self.inputs])  # creates lazy weights
+            return layer
+        return copy.deepcopy(self.template)
+
+    def _probe_backward(self, layer: Any, seed: int) -> None:
+        rng = np.random.default_rng([seed, config.SEED_TAG_LAYER_PROBE])
+        y = layer.forward(*[a.copy() for a in self.inputs])
+        ys = y if isinstance(y, (tuple, list)) else (y,)
+        us = [rng.standard_normal(np.shape(v)) for v in ys]
+        self._backward(layer, us if isinstance(y, (tuple, list)) else us[0])
+
+    def _describe(self, found: Containers, template: Any) -> None:
+        if self.names:
+            self.notes.append(f"layer protocol: {found.where}")
+        if found.frozen:
+            self.notes.append(f"left alone (no gradient after backward, so not trainable: "
+                              f"running statistics and other state): {', '.join(found.frozen)}")
+        if not self.names:
+            loose = loose_arrays(template, list(self.point.values()))
+            if loose:
+                self.notes.append(
+                    f"the layer holds arrays ({', '.join(loose)}) but no recognized "
+                    "parameter/gradient containers (params/grads, parameters/gradients, "
+                    "W/dW attributes): only the input gradient was checked; pass "
+                    "params= and grads= to check them")
+        for name in self.fixed:
+            self.notes.append(f"{name} ({self.fixed[name].dtype}) is not differentiated: "
+                              "integer inputs are held fixed")
 
     # -- in-place fallback ------------------------------------------------------------
-    def _save(self) -> None:
-        params = _layer_params(self.layer)
-        self.saved_params = {n: (params[n], params[n].copy()) for n in self.names}
-        grads = getattr(self.layer, "grads", None)
-        self.saved_grads: dict[Any, tuple[Any, Any]] | None = None
-        if isinstance(grads, MutableMapping):
-            self.saved_grads = {k: (v, v.copy() if isinstance(v, np.ndarray) else v)
-                                for k, v in grads.items()}
-        self.grads_object = grads
-
     def restore(self) -> None:
-        """Put back the user's parameter and gradient arrays (in-place mode only)."""
-        if not self.in_place:
-            return
-        params = getattr(self.layer, "params", None)
-        for name, (array, values) in self.saved_params.items():
-            if isinstance(params, MutableMapping) and params.get(name) is not array:
-                params[name] = array
-            if array.flags.writeable:
-                np.copyto(array, values)
-        if hasattr(self.layer, "grads") and getattr(self.layer, "grads") is not \
-                self.grads_object:
-            try:
-                self.layer.grads = self.grads_object
-            except AttributeError:
-                pass
-        if self.saved_grads is not None and isinstance(self.grads_object, MutableMapping):
-            for key in [k for k in self.grads_object if k not in self.saved_grads]:
-                del self.grads_object[key]
-            for key, (value, values) in self.saved_grads.items():
-                self.grads_object[key] = value
-                if isinstance(value, np.ndarray) and value.flags.writeable:
-                    np.copyto(value, values)
+        """Put back the user's layer as it was (in-place mode only), bit for bit."""
+        if self.snapshot is not None:
+            self.snapshot.restore(self.template)
 
     # -- evaluation -------------------------------------------------------------------
-    def _install(self, layer: Any, arrays: Mapping[str, np.ndarray]) -> None:
-        for name in self.names:
-            target = _param(layer, name)
+    def _install(self, layer: Any, arrays: dict[str, np.ndarray]) -> None:
+        for name, path in self.containers.params.items():
+            target = array_at(layer, path, "during the check")
             if target.dtype != arrays[name].dtype:
-                raise TypeError(f"layer.params[{name!r}] is {target.dtype}; cannot evaluate "
+                raise TypeError(f"{describe_path(path)} is {target.dtype}; cannot evaluate "
                                 f"it at {arrays[name].dtype} values")
             np.copyto(target, arrays[name])
 
-    def forward(self, **arrays: np.ndarray) -> np.ndarray:
-        """``forward(input)`` of a private copy holding the given parameter values."""
-        x = arrays[self.input_name]
+    def _call_inputs(self, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return [arrays[n] if n in arrays else self.fixed[n].copy() for n in self.input_names]
+
+    def forward(self, **arrays: np.ndarray) -> Any:
+        """``forward(*inputs)`` of a private copy holding the given parameter values."""
         if any(arrays[n].dtype.kind == "c" for n in self.names):
             raise TypeError("the layer's parameter arrays are real, so they cannot hold a "
                             "complex step; use another method for layers with parameters")
         if all(arrays[n].dtype == self.native_dtypes[n] for n in self.names):
-            layer = self._native()
+            layer, first = self._native()
         elif all(arrays[n].dtype == config.UPCAST_DTYPE for n in self.names):
-            layer = self._wide_copy(x)
+            layer, first = self._wide_copy(), False
         else:
             raise TypeError("parameters of mixed dtypes: "
                             + ", ".join(f"{n} {arrays[n].dtype}" for n in self.names))
+        if self.reset is not None:
+            self.reset(layer)
         self._install(layer, arrays)
-        return output_array(layer.forward(x), what="layer.forward",
-                            context="during the check", shape=None, allow_complex=True)
+        y = _outputs(layer.forward(*self._call_inputs(arrays)))
+        if first:
+            self._record("the copy for forward evaluations", y)
+        return y
 
-    def vjp(self, grad_out: np.ndarray, **arrays: np.ndarray) -> dict[str, np.ndarray]:
+    def _record(self, label: str, y: Any) -> None:
+        with self._lock:
+            self.repeats.append((label, _copy_outputs(y)))
+
+    def _backward(self, layer: Any, grad_out: Any) -> Any:
+        if isinstance(grad_out, (tuple, list)):
+            try:
+                inspect.signature(layer.backward).bind(*grad_out)
+                return layer.backward(*grad_out)
+            except TypeError:
+                return layer.backward(tuple(grad_out))
+        return layer.backward(grad_out)
+
+    def vjp(self, grad_out: Any, **arrays: np.ndarray) -> dict[str, np.ndarray]:
         """Input and parameter gradients from one backward pass on a fresh copy."""
-        layer = self.layer if self.in_place else copy.deepcopy(self.layer)
+        layer = self.template if self.in_place else self._fresh()
+        if self.reset is not None:
+            self.reset(layer)
         self._install(layer, arrays)
-        grads = getattr(layer, "grads", None)
-        if isinstance(grads, Mapping):
-            for value in grads.values():
-                if isinstance(value, np.ndarray) and value.flags.writeable:
-                    value.fill(0)
-        x = arrays[self.input_name]
-        layer.forward(x)
-        grad_x = layer.backward(grad_out)
-        if grad_x is None:
-            raise ValueError(f"layer.backward returned None; it must return the gradient "
-                             f"with respect to the layer's input (shape {x.shape})")
-        grad_x = np.array(grad_x, copy=True)  # the layer may reuse its buffer later
-        if grad_x.shape != x.shape:
-            raise ValueError(f"layer.backward returned an array of shape {grad_x.shape}, but "
-                             f"the input has shape {x.shape}")
-        out = {self.input_name: grad_x}
-        if not self.names:
-            return out
-        grads = getattr(layer, "grads", None)
-        if not isinstance(grads, Mapping):
-            raise TypeError(f"layer.grads must be a dict name -> array after backward (the "
-                            f"layer has parameters {', '.join(self.names)}), got "
-                            f"{type(grads).__name__}")
-        for name in self.names:
-            if name not in grads or grads[name] is None:
-                raise ValueError(f"layer.grads has no entry {name!r} after backward; "
-                                 "expected one per entry of layer.params "
-                                 f"({', '.join(self.names)})")
-            value = np.array(grads[name], copy=True)
+        zero_gradients(layer, self.containers.grads)
+        y = _outputs(layer.forward(*self._call_inputs(arrays)))
+        self._record(f"copy {len(self.repeats) + 2} of the layer (a backward pass)", y)
+        raw = self._backward(layer, grad_out)
+        out = self._input_grads(raw)
+        for name, path in self.containers.grads.items():
+            value = get_path_or_none(layer, path)
+            if value is None:
+                raise ValueError(f"{describe_path(path)} is missing after backward; expected "
+                                 f"the gradient of {describe_path(self.containers.params[name])}")
+            out[name] = np.array(value, copy=True)
             shape = arrays[name].shape
-            if value.shape != shape:
-                hint = " (it looks transposed)" if value.ndim >= 2 and \
-                    value.shape == shape[::-1] else ""
-                raise ValueError(f"layer.grads[{name!r}] has shape {value.shape}, but "
-                                 f"layer.params[{name!r}] has shape {shape}{hint}")
-            out[name] = value
+            if out[name].shape != shape:
+                hint = " (it looks transposed)" if out[name].ndim >= 2 and \
+                    out[name].shape == shape[::-1] else ""
+                raise ValueError(f"{describe_path(path)} has shape {out[name].shape}, but "
+                                 f"{describe_path(self.containers.params[name])} has shape "
+                                 f"{shape}{hint}")
         return out
 
-    def _native(self) -> Any:
-        """The layer itself (in-place mode) or this thread's deep copy of it."""
+    def _input_grads(self, raw: Any) -> dict[str, np.ndarray]:
+        """The input gradients ``backward`` returned, by input name (integer inputs
+        dropped: their entries may be None)."""
+        if not self.diff:
+            return {}
+        count = len(self.input_names)
+        if count == 1:
+            items = [raw[0] if isinstance(raw, (tuple, list)) and len(raw) == 1 else raw]
+        elif isinstance(raw, (tuple, list)) and len(raw) == count:
+            items = list(raw)
+        elif isinstance(raw, (tuple, list)) and len(raw) == len(self.diff):
+            items = [raw[self.diff.index(n)] if n in self.diff else None
+                     for n in self.input_names]
+        else:
+            got = f"a {type(raw).__name__} of {len(raw)}" if isinstance(raw, (tuple, list)) \
+                else type(raw).__name__
+            raise ValueError(f"layer.backward returned {got}; with {count} inputs it must "
+                             f"return a tuple of {count} input gradients (None for the "
+                             "integer ones)")
+        out = {}
+        for name, x, g in zip(self.input_names, self.inputs, items):
+            if name not in self.diff:
+                continue
+            if g is None:
+                raise ValueError(f"layer.backward returned None"
+                                 + (f" for {name}" if count > 1 else "")
+                                 + "; it must return the gradient with respect to the "
+                                 f"layer's input (shape {x.shape})")
+            g = np.array(g, copy=True)  # the layer may reuse its buffer later
+            if g.shape != x.shape:
+                raise ValueError(f"layer.backward returned an array of shape {g.shape}"
+                                 + (f" for {name}" if count > 1 else "")
+                                 + f", but the input has shape {x.shape}")
+            out[name] = g
+        return out
+
+    def _native(self) -> tuple[Any, bool]:
+        """The layer itself (in-place mode) or this thread's copy; and whether this
+        is its first evaluation."""
         if self.in_place:
-            return self.layer
+            first = not getattr(self, "_used", False)
+            self._used = True
+            return self.template, first
         layer = getattr(self._local, "native", None)
         if layer is None:
-            layer = self._local.native = copy.deepcopy(self.layer)
-        return layer
+            layer = self._local.native = self._fresh()
+            return layer, True
+        return layer, False
 
-    def _wide_copy(self, x: np.ndarray) -> Any:
-        """This thread's deep copy of the layer computing with float64 parameters."""
+    def _wide_copy(self) -> Any:
+        """This thread's copy of the layer computing with float64 parameters."""
         wide = getattr(self._local, "wide", None)
         if wide is not None:
             return wide
         if self.wide_error is None:
             try:
-                self._local.wide = self._build_wide(x)
+                self._local.wide = self._build_wide()
                 return self._local.wide
             except _NoUpcast as exc:
                 self.wide_error = str(exc)
                 self.notes.append(f"float64 evaluation of the layer not possible: {exc}")
         raise TypeError(self.wide_error)
 
-    def _build_wide(self, x: np.ndarray) -> Any:
+    def _build_wide(self) -> Any:
         if self.in_place:
             raise _NoUpcast("the layer cannot be deep-copied")
-        wide = copy.deepcopy(self.layer)
-        olds = {n: _param(wide, n) for n in self.names}
+        wide = self._fresh()
+        paths = self.containers.params
+        olds = {n: get_path(wide, p) for n, p in paths.items()}
         narrow = [n for n in self.names if olds[n].dtype != config.UPCAST_DTYPE]
         news = {n: olds[n].astype(config.UPCAST_DTYPE) for n in narrow}
         try:
@@ -278,84 +360,136 @@ class LayerCopies:
             for n in narrow:
                 if value is olds[n]:
                     setattr(wide, attr, news[n])
-        stored = attributes.get("params")
-        if isinstance(stored, MutableMapping):
-            for n in narrow:
-                if stored.get(n) is olds[n]:
-                    stored[n] = news[n]
         for n in narrow:
-            if _param(wide, n) is not news[n]:
+            try:
+                set_path(wide, paths[n], news[n])
+            except Exception:
+                pass
+            if get_path_or_none(wide, paths[n]) is not news[n]:
                 raise _NoUpcast(f"could not replace parameter {n!r} by a float64 copy")
         for n in narrow:  # the copy's own narrow arrays: nothing may read them any more
             olds[n].fill(np.nan)
-        y = np.asarray(wide.forward(x))
-        if y.dtype.kind not in "fc" or not np.all(np.isfinite(y)):
+        y = _outputs(wide.forward(*[a.copy() for a in self.inputs]))
+        if any(np.asarray(v).dtype.kind not in "fc" or not np.all(np.isfinite(v))
+               for v in (y if isinstance(y, tuple) else (y,))):
             raise _NoUpcast("the layer still reads its narrow parameter arrays")
         return wide
 
 
-def check_layer(layer: Any, x: Any, *, cotangents: Any = None, seed: int = 0,
-                upcast: bool = True, **options: Any) -> CheckReport:
-    """Check a layer's hand-written backward pass (PyBrain's ``gradientCheck()``).
+def _grad_names(layer: Any, params: Any, grads: Any) -> list[str]:
+    """Parameters that have a gradient entry before any backward pass (so must have
+    one after it)."""
+    try:
+        return list(find_containers(layer, params, grads).params)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+        return []
+
+
+def get_path_or_none(layer: Any, path: Any) -> Any:
+    try:
+        return get_path(layer, path)
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _check_methods(layer: Any) -> None:
+    missing = [m for m in ("forward", "backward") if not callable(getattr(layer, m, None))]
+    if missing:
+        raise TypeError(f"layer must have forward(x) and backward(grad_out) methods; "
+                        f"{type(layer).__name__} has no {' or '.join(missing)}")
+
+
+def _outputs(y: Any) -> Any:
+    """One output array, or a tuple of them (never stacked into one array)."""
+    if isinstance(y, (tuple, list)):
+        return tuple(np.asarray(v) for v in y)
+    return y
+
+
+def _copy_outputs(y: Any) -> Any:
+    if isinstance(y, tuple):
+        return np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1) for v in y])
+    return np.array(y, dtype=np.float64, copy=True)
+
+
+def check_layer(layer: Any, x: Any, *, params: Any = None, grads: Any = None,
+                reset: Callable[[Any], Any] | None = None, cotangents: Any = None,
+                seed: int = 0, upcast: bool = True, **options: Any) -> CheckReport:
+    """Check a layer's hand-written backward pass, as the library wrote it (no adapter).
 
     For several random cotangents ``u`` of the output's shape, the gradient
-    of ``<u, layer.forward(x)>`` with respect to the input and to every array
-    in ``layer.params`` is estimated entry by entry and compared with
-    ``layer.backward(u)`` (input gradient) and ``layer.grads`` (parameter
-    gradients). See :func:`gradprobe.check_vjp`.
+    of ``<u, layer.forward(*x)>`` with respect to every floating input and to
+    every parameter that has a gradient is estimated and compared with what
+    ``layer.backward(u)`` returns (input gradients) and writes (parameter
+    gradients). See :func:`gradprobe.check_vjp`; the structural checks of
+    :func:`~gradprobe.checks.structural.structural_checks` run too, and a layer whose output
+    changes between calls (dropout, weights redrawn) is ``"inconclusive"``.
 
     Parameters
     ----------
-    layer : object
-        Has ``forward(x) -> y`` and ``backward(grad_out) -> grad_x``, and, when
-        it has parameters, ``params`` and ``grads`` dicts (name -> array) with
-        the same keys: ``forward`` computes with the arrays in ``params``,
-        ``backward`` stores the parameter gradients in ``grads`` (assigned or
-        accumulated: the check zeroes them before each backward pass).
-    x : ndarray
-        The layer's input. Never modified.
+    layer : object or callable
+        Has ``forward(*inputs) -> output`` and ``backward(grad_out) ->
+        grad_input``. Or a factory ``layer()`` returning a new one, called
+        for every copy the check makes (for layers that cannot be copied).
+        The layer is copied after one forward pass, so weights it creates on
+        first use exist and every copy has the same ones.
+    x : ndarray or tuple of ndarray
+        The input, or several (``forward(*x)``; ``backward`` then returns a
+        tuple, with ``None`` allowed for integer inputs). Integer inputs (ids,
+        labels) are held fixed, not differentiated. Never modified.
+    params, grads : str, list of str, or callable, optional
+        Where the parameters and their gradients live: an attribute name
+        (a dict name -> array, nested dicts giving dotted names, a list, or a
+        method returning one), a list of attribute names (``params=["W",
+        "b"], grads=["dW", "db"]``), or a callable taking the layer. By
+        default ``params``/``parameters``/``weights`` and
+        ``grads``/``gradients`` are searched, then ``W``/``dW``-style
+        attributes. Only entries with a gradient are checked; the others
+        (running statistics) are left alone, with a note naming them.
+    reset : callable, optional
+        ``reset(layer)``, called on every copy before each forward pass (a
+        layer that caches inputs or accumulates state between calls).
     cotangents : ndarray, list of ndarray, or int, optional
         Upstream gradients to use (default: ``config.DEFAULT_VECTOR_DIRECTIONS``
-        seeded random draws).
+        seeded random draws); for a layer with several outputs, a tuple of
+        arrays (or a list of them).
     seed : int
         Seed of the cotangents and the noise probe.
     upcast : bool
-        Evaluate a float32 layer in float64 (on a float64 deep copy) when
+        Evaluate a float32 layer in float64 (on a float64 copy) when
         possible, so the check tests the backward formula, not float32
         rounding. Falls back to the layer's own dtype, with a note.
     **options
         Every option of :func:`gradprobe.check` (``method``, ``rtol``, ``atol``,
         ``mode``, ``samples``, ``eps``, ``budget_s``, ``progress``,
-        ``workers``, ...), used for each cotangent's check.
+        ``workers``, ``compression``, ``nondeterminism_tol``, ...).
 
     Returns
     -------
     CheckReport
-        Parameters ``input`` (the input gradient) and one per entry of
-        ``layer.params``.
+        Parameters ``input`` (or ``input[0]``, ... for several) and one per
+        trainable parameter.
 
     Raises
     ------
     TypeError, ValueError
         A layer without ``forward``/``backward``, non-array parameters, a
-        backward that returns None or the wrong shape, ``grads`` with
-        missing entries or wrong shapes.
+        backward that returns None or the wrong shape, missing gradients or
+        wrong shapes, containers that are not there.
 
     Examples
     --------
     >>> import numpy as np
     >>> from gradprobe.checks.layer import check_layer
-    >>> class Dense:
+    >>> class Dense:                       # a layer as libraries write it
     ...     def __init__(self, W, b):
-    ...         self.params = {"W": W, "b": b}
-    ...         self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(b)}
+    ...         self.W, self.b = W, b
     ...     def forward(self, x):
     ...         self.x = x
-    ...         return x @ self.params["W"] + self.params["b"]
+    ...         return x @ self.W + self.b
     ...     def backward(self, g):
-    ...         self.grads["W"][...] = self.x.T @ g
-    ...         self.grads["b"][...] = g.sum(axis=0)
-    ...         return g @ self.params["W"].T
+    ...         self.dW, self.db = self.x.T @ g, g.sum(axis=0)
+    ...         return g @ self.W.T
     >>> rng = np.random.default_rng(0)
     >>> layer = Dense(rng.normal(size=(3, 2)), np.zeros(2))
     >>> report = check_layer(layer, rng.normal(size=(4, 3)))
@@ -364,35 +498,58 @@ def check_layer(layer: Any, x: Any, *, cotangents: Any = None, seed: int = 0,
     """
     if "args" in options:
         raise TypeError("check_layer takes no args: the layer is called as forward(x)")
-    missing = [m for m in ("forward", "backward") if not callable(getattr(layer, m, None))]
-    if missing:
-        raise TypeError(f"layer must have forward(x) and backward(grad_out) methods; "
-                        f"{type(layer).__name__} has no {' or '.join(missing)}")
-    params = _layer_params(layer)
-    input_name = INPUT_NAME if INPUT_NAME not in params else f"layer {INPUT_NAME}"
-    try:
-        x_array = _as_param_array(np.asarray(x) if isinstance(x, (list, tuple)) else x,
-                                  "x")
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(str(exc).replace("parameter 'x'", "x (the layer's input)", 1)) \
-            from None
+    if hasattr(layer, "forward") or not callable(layer):
+        _check_methods(layer)
+    if reset is not None and not callable(reset):
+        raise TypeError(f"check_layer: reset= must be a callable reset(layer), got "
+                        f"{type(reset).__name__}")
+    inputs = _layer_inputs(x)
     opts = CheckOptions.build("check_layer", {"seed": seed, "upcast": upcast, **options})
-    copies = LayerCopies(layer, list(params), input_name)
+    copies = LayerCopies(layer, inputs, params=params, grads=grads, reset=reset, seed=seed)
     if copies.in_place and opts.workers not in (None, 1):
         raise ValueError(f"workers={opts.workers!r} is not possible for this layer: it "
                          "cannot be deep-copied, so it is checked in place; use workers=1")
-    point = {input_name: x_array.copy(), **{n: a.copy() for n, a in params.items()}}
+    point = {**{n: a.copy() for n, a in zip(copies.input_names, inputs) if n in copies.diff},
+             **{n: a.copy() for n, a in copies.point.items()}}
+    if not point:
+        raise ValueError("check_layer: nothing to differentiate: every input is integer and "
+                         "the layer has no parameters with gradients (pass params= and "
+                         "grads= if it keeps them under other names)")
     try:
         report = vjp_check(copies.forward, point, copies.vjp, cotangents, (), opts,
                            caller="check_layer")
     finally:
         copies.restore()
     how = "on the layer itself (restored afterwards)" if copies.in_place else \
-        "on private deep copies of the layer"
+        "on private copies of the layer, made after its first forward pass"
     report.notes.insert(0, f"layer checked through forward/backward {how}; parameter "
-                           "gradients read from layer.grads after one backward pass with "
-                           "zeroed grads")
+                           "gradients read after one backward pass with zeroed gradients")
     for note in copies.notes:
         if note not in report.notes:
             report.notes.append(note)
+    finding, note = reproducibility(copies.first, copies.repeats, eval_dtype=copies.out_dtype,
+                                    tolerance=opts.nondeterminism_tol, what="layer.forward")
+    if note is not None:
+        report.notes.append(note)
+    if finding is not None:  # the copies' own evidence names the layer: it goes first
+        report.findings[:] = [f for f in report.findings if f.kind != finding.kind]
+        for p in report.params.values():
+            p.findings[:] = [f for f in p.findings if f.kind != finding.kind]
+        report.add_findings([finding])
     return report
+
+
+def _layer_inputs(x: Any) -> list[np.ndarray]:
+    """The layer's inputs: one array or a tuple of them; integer ones allowed."""
+    items = list(x) if isinstance(x, tuple) else [x]
+    out = []
+    for i, item in enumerate(items):
+        label = "x (the layer's input)" if len(items) == 1 else f"x[{i}] (a layer input)"
+        if isinstance(item, np.ndarray) and item.dtype.kind in "iub":
+            out.append(item)  # ids, labels, masks: held fixed
+            continue
+        try:
+            out.append(_as_param_array(item, "x"))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(str(exc).replace("parameter 'x'", label, 1)) from None
+    return out

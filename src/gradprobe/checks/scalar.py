@@ -9,6 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import config
+from ..verdict.determinism import problem_determinism
 from ..verdict.diagnosis import diagnose_all
 from ..engines import select_engine
 from ..engines.base import as_loss, release
@@ -205,7 +206,7 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
           samples: int | None = None, directions: int | None = None, seed: int = 0,
           backend: str = "auto", workers: int | None = None, progress: bool | None = None,
           upcast: bool = True, budget_s: float | None = None,
-          client: Any = None) -> CheckReport:
+          client: Any = None, nondeterminism_tol: float | None = None) -> CheckReport:
     """Compare the gradient ``grads`` of ``f`` with numerical derivatives.
 
     Parameters
@@ -274,12 +275,20 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
         :func:`numerical_gradient`); by default a ``LocalCluster`` is started
         for the check and closed when it ends. The progress bar moves as the
         cluster's tasks complete.
+    nondeterminism_tol : float, optional
+        ``f`` must be a function: the loss at the unperturbed point is
+        evaluated again (the noise probe's centre points) and must come out
+        the same, bit for bit or within its measured noise; otherwise the
+        report is ``"inconclusive"`` (finding ``nondeterministic-forward``:
+        fix the seed, use evaluation mode). This allows a difference of that
+        size relative to ``|f|`` (default ``config.NONDETERMINISM_TOL``).
 
     Returns
     -------
     CheckReport
         ``report.passed``, per-parameter details in ``report.params``, and a
-        readable table from ``str(report)``.
+        readable table from ``str(report)``; ``report.status`` is
+        ``"passed"``, ``"failed"`` or ``"inconclusive"``.
 
     Raises
     ------
@@ -312,7 +321,7 @@ def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[
         "mode": mode, "method": method, "eps": eps, "rtol": rtol, "atol": atol,
         "samples": samples, "directions": directions, "seed": seed, "backend": backend,
         "workers": workers, "progress": progress, "upcast": upcast, "budget_s": budget_s,
-        "client": client})
+        "client": client, "nondeterminism_tol": nondeterminism_tol})
     return run_check(f, params, grads, args, opts)
 
 
@@ -374,13 +383,19 @@ def run_check(f: Callable[..., Any], params: Structure, grads: Structure | Calla
             notes.append(f"grads returned different values for {name!r} on two calls "
                          f"(largest difference {difference:.3g} at {index}), within the "
                          "tolerances; the check used the first call's")
+    finding, note = problem_determinism(problem, opts.nondeterminism_tol)
+    if note is not None:
+        notes.append(note)
     resolutions = [p.resolution for p in reports.values() if p.resolution is not None]
-    return CheckReport(params=reports, method=method, mode=mode, backend=engine.name,
-                       evaluations=problem.evaluations, seconds=time.perf_counter() - start,
-                       upcast=problem.upcast, noise=problem.noise.level, loss=problem.f0,
-                       notes=list(problem.notes) + notes, strategy=strategy,
-                       resolution=max(resolutions) if resolutions else None,
-                       directional=summary)
+    report = CheckReport(params=reports, method=method, mode=mode, backend=engine.name,
+                         evaluations=problem.evaluations, seconds=time.perf_counter() - start,
+                         upcast=problem.upcast, noise=problem.noise.level, loss=problem.f0,
+                         notes=list(problem.notes) + notes, strategy=strategy,
+                         resolution=max(resolutions) if resolutions else None,
+                         directional=summary)
+    if finding is not None:
+        report.add_findings([finding])
+    return report
 
 
 def _with_progress(engine: Any, problem: Any, stencil: Stencil, progress: bool | None,
@@ -516,9 +531,12 @@ def _analytic_gradient(paramset: ParamSet, grads: Structure | Callable[..., Any]
 
 def assert_gradients(f: Callable[..., Any], params: Structure,
                      grads: Structure | Callable[..., Any], **options: Any) -> CheckReport:
-    """Like :func:`check`, but raise :class:`GradientCheckError` when it fails.
+    """Like :func:`check`, but raise :class:`GradientCheckError` unless it passes.
 
-    Returns the report when the check passes, so it can be logged. Takes the
+    A failed check raises, and so does an inconclusive one (``f`` changes
+    between calls, or an entry cannot be resolved to the tolerance): the
+    message is the report, which says why and how to fix it. Returns the
+    report when the check passes, so it can be logged. Takes the
     same keyword options as :func:`check` (``mode``, ``directions``,
     ``budget_s``, ``seed``, ...).
 
@@ -531,6 +549,6 @@ def assert_gradients(f: Callable[..., Any], params: Structure,
     """
     args = options.pop("args", ())
     report = run_check(f, params, grads, args, CheckOptions.build("assert_gradients", options))
-    if not report.passed:
+    if not report.passed:  # failed, or inconclusive: neither is a pass
         raise GradientCheckError(report)
     return report

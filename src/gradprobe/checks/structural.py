@@ -56,7 +56,7 @@ STRUCTURAL_CHECKS = ("forward-mutates-input", "backward-mutates-cotangent",
 
 @dataclass
 class StructuralResult:
-    """What :func:`structural_checks` found.
+    """What :func:`~gradprobe.checks.structural.structural_checks` found.
 
     Attributes
     ----------
@@ -184,7 +184,7 @@ def structural_checks(forward: Callable[..., Any], vjp: Callable[..., Any],
     seed : int
         Seed of the default cotangent.
     checks : sequence of str, optional
-        A subset of :data:`STRUCTURAL_CHECKS` to run (default all).
+        A subset of ``STRUCTURAL_CHECKS`` to run (default all).
 
     Returns
     -------

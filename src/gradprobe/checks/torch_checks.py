@@ -18,8 +18,7 @@ from typing import Any, Callable, Iterator
 
 from ..options import CheckOptions
 from ..report.reports import CheckReport
-from .autograd import (Inputs, adapter_notes, argument_names, attach_findings, select_inputs,
-                       structural_findings)
+from .autograd import Inputs, adapter_notes, argument_names, select_inputs
 from .vjp import vjp_check
 
 CHECK_FUNCTION = "gradprobe.torch.check_function"
@@ -107,10 +106,9 @@ def autograd_check(call: Callable[[dict[str, Any]], Any], inputs: dict[str, Any]
         return {n: (torch.zeros_like(t) if g is None else g)
                 for (n, t), g in zip(leaves.items(), grads)}
 
-    findings = structural_findings(forward, vjp, inputs, opts.seed)
     report = vjp_check(forward, inputs, vjp, cotangents, (), opts, caller=caller)
     report.notes = notes + [n for n in report.notes if n not in notes]
-    return attach_findings(report, findings)
+    return report
 
 
 @contextlib.contextmanager

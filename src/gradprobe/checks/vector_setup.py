@@ -9,7 +9,9 @@ import numpy as np
 
 from .. import config
 from ..options import CheckOptions
+from ..verdict.determinism import vector_determinism
 from ..verdict.diagnosis import diagnose_all
+from ..report.findings import Finding
 from ..problem.params import ParamSet, as_args, match_structure
 from ..report.reports import CheckReport, ParamReport
 from ..differences.stencils import Estimate, step_size
@@ -153,21 +155,16 @@ def merge_runs(runs: Sequence[Mapping[str, ParamReport]]) -> dict[str, ParamRepo
         first = reports[0]
         entries = np.unique(np.concatenate([r.flat_indices for r in reports]))
         k, u = len(reports), entries.size
-        present = np.zeros((k, u), dtype=bool)
         ratio = np.full((k, u), -np.inf)
         failed = np.zeros((k, u), dtype=bool)
         kink = np.zeros((k, u), dtype=bool)
-        fields = ("analytic_flat", "numeric_flat", "error_bar_flat", "abs_error_flat",
-                  "rel_error_flat", "ratio_flat")
-        values = {f: np.full((k, u), np.nan) for f in fields}
+        positions = []
         for i, r in enumerate(reports):
             pos = np.searchsorted(entries, r.flat_indices)
-            present[i, pos] = True
+            positions.append(pos)
             ratio[i, pos] = np.where(np.isnan(r.ratio_flat), np.inf, r.ratio_flat)
             failed[i, pos] = r.failed_mask
             kink[i, pos] = r.kink_mask
-            for f in fields:
-                values[f][i, pos] = getattr(r, f)
         primary = max(range(k), key=lambda i: (reports[i].failed,
                                                float(ratio[i].max(initial=-np.inf))))
         failed_any = failed.any(axis=0)
@@ -176,9 +173,23 @@ def merge_runs(runs: Sequence[Mapping[str, ParamReport]]) -> dict[str, ParamRepo
         choice = np.where(failed_any, worst_failing, choice)
         choice = np.where(failed[primary], primary, choice)
         cols = np.arange(u)
+        # every entry's values from the run chosen for it, one run at a time: one
+        # array per field, and errors recomputed at the chosen entries only
+        values = {f: np.full(u, np.nan) for f in ("analytic_flat", "numeric_flat",
+                                                   "error_bar_flat", "abs_error_flat",
+                                                   "rel_error_flat", "ratio_flat")}
+        for i, (r, pos) in enumerate(zip(reports, positions)):
+            take = np.flatnonzero(choice[pos] == i)
+            if take.size == 0:
+                continue
+            bar = np.broadcast_to(r.error_bar_flat, r.analytic_flat.shape)
+            parts = (r.analytic_flat[take], r.numeric_flat[take], bar[take],
+                     *r._metrics_at(take))
+            for f, part in zip(values, parts):
+                values[f][pos[take]] = part
         report = ParamReport(
             name=first.name, shape=first.shape, dtype=first.dtype, flat_indices=entries,
-            **{f: values[f][choice, cols] for f in fields},
+            **values,
             failed_mask=failed_any, kink_mask=kink[choice, cols] & ~failed_any,
             rtol=reports[primary].rtol, atol=reports[primary].atol,
             full=u == int(np.prod(first.shape, dtype=np.int64)),
@@ -192,16 +203,39 @@ def merge_runs(runs: Sequence[Mapping[str, ParamReport]]) -> dict[str, ParamRepo
 
 def _finish(params: dict[str, ParamReport], *, method: str, mode: str, backend: str,
             evaluations: int, start: float, upcast: bool, noise: float, loss: float,
-            notes: Sequence[str]) -> CheckReport:
-    """Diagnose the merged parameters and wrap them in a CheckReport."""
-    diagnose_all(params)
+            notes: Sequence[str], noise_ulps: float | None = None,
+            findings: Sequence[Finding] = ()) -> CheckReport:
+    """Diagnose the merged parameters (with the noise of ``f``, as the scalar check
+    does) and wrap them in a CheckReport with the whole-function ``findings``."""
+    diagnose_all(params, method=method, noise_ulps=noise_ulps)
     unique: list[str] = []
     for note in notes:
         if note not in unique:
             unique.append(note)
-    return CheckReport(params=params, method=method, mode=mode, backend=backend,
-                       evaluations=int(evaluations), seconds=time.perf_counter() - start,
-                       upcast=bool(upcast), noise=float(noise), loss=float(loss), notes=unique)
+    report = CheckReport(params=params, method=method, mode=mode, backend=backend,
+                         evaluations=int(evaluations), seconds=time.perf_counter() - start,
+                         upcast=bool(upcast), noise=float(noise), loss=float(loss),
+                         notes=unique)
+    report.add_findings(findings)
+    return report
+
+
+def noise_ulps(vf: VectorFunction) -> float | None:
+    """The largest measured noise of ``vf``'s outputs in units of rounding of the
+    largest output (None when nothing was measured or the output is 0)."""
+    scale = float(np.max(np.abs(vf.y0), initial=0.0))
+    if vf.noise_measured == 0 or scale <= np.finfo(np.float64).tiny / vf.eps:
+        return None
+    return float(np.max(vf.noise)) / (vf.eps * scale)
+
+
+def forward_findings(vf: VectorFunction, tolerance: float | None,
+                     notes: list[str]) -> list[Finding]:
+    """``vf``'s ``nondeterministic-forward`` finding (if any); a note goes to ``notes``."""
+    finding, note = vector_determinism(vf, tolerance)
+    if note is not None:
+        notes.append(note)
+    return [] if finding is None else [finding]
 
 
 def _how_many(count: int, noun: str, given: bool, seed: int) -> str:

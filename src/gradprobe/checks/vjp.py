@@ -1,20 +1,25 @@
 """check_vjp and check_jvp: products of the Jacobian with random cotangents and tangents."""
 from __future__ import annotations
 
+import functools
 import numbers
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from .. import config
 from ..options import CheckOptions
+from .structural import structural_checks
+from ..problem.tensors import as_host_array
 from ..problem.params import ParamSet, as_args, match_structure
 from ..problem.point import format_entry
 from ..report.reports import CheckReport
 from ..differences.vector import VectorFunction, output_array
 from .grouped import grouped_notes, vjp_by_groups, with_fixed
 from .vector_setup import (_callable, _vector_options, _inputs, _directions, _call_with, merge_runs,
-                           _finish, _how_many, _noise_notes, _line_runs)
+                           _finish, _how_many, _noise_notes, _line_runs, forward_findings,
+                           noise_ulps)
 
 
 def check_vjp(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], *,
@@ -100,8 +105,12 @@ def vjp_check(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], cotan
     _callable("vjp", vjp)
     args, seed = as_args(args), opts.seed
     paramset = _inputs(inputs, f)
-    y = output_array(paramset.call(f, [a.copy() for a in paramset.arrays], args), what="f",
-                     context="at the unperturbed point", shape=None)
+    raw = paramset.call(f, [a.copy() for a in paramset.arrays], args)
+    if isinstance(raw, (tuple, list)) and raw and all(
+            isinstance(v, np.ndarray) for v in raw):  # several outputs: never stacked
+        f, vjp, cotangents = several_outputs(f, vjp, [np.asarray(v) for v in raw], cotangents)
+        raw = np.concatenate([np.asarray(v).reshape(-1) for v in raw])
+    y = output_array(raw, what="f", context="at the unperturbed point", shape=None)
     if not np.all(np.isfinite(y)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(y))[0])
         raise ValueError(f"f returned {y[bad].item()!r} in {format_entry('output', bad)} at the "
@@ -113,6 +122,7 @@ def vjp_check(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], cotan
     grads = [paramset.match(_call_with(vjp, u.copy(), paramset, args, "vjp"),
                             what=f"vjp(cotangents[{k}], ...)", like="the inputs")
              for k, (u,) in enumerate(us)]
+    structural = _structural(f, vjp, paramset, args, us[0][0], opts)
     grouped = vjp_by_groups(
         f, paramset, args, [u for (u,) in us], grads, opts,
         lambda k: _projection(f, paramset, us[k][0], y.shape, f"cotangents[{k}]"), caller)
@@ -138,14 +148,20 @@ def vjp_check(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], cotan
              "and shows the values of the worst one"]
     notes += grouped_notes(grouped, names, params)
     notes += [n for r in runs for n in r.notes]
+    notes.append(f"structural checks (no finite differences): {', '.join(structural.checks)}"
+                 + ("" if structural.passed else
+                    f"; {len(structural.findings)} failed"))
     first = runs[0] if runs else None
     report = _finish(params, method=opts.method if first is None else first.method,
                      mode=opts.mode if first is None else first.mode,
                      backend="python" if first is None else first.backend,
-                     evaluations=1 + grouped.evaluations + sum(r.evaluations for r in runs),
+                     evaluations=1 + structural.forward_calls + grouped.evaluations
+                     + sum(r.evaluations for r in runs),
                      start=start, upcast=any(r.upcast for r in runs) or grouped.upcast,
                      noise=max([r.noise for r in runs] + [grouped.noise]),
-                     loss=float("nan"), notes=notes)
+                     loss=float("nan"), notes=notes, noise_ulps=_noise_ulps(runs),
+                     findings=[*structural.findings, *grouped.findings,
+                               *(f for r in runs for f in r.findings)])
     # fields of directional/auto checks (present in newer CheckReports)
     strategies = {getattr(r, "strategy", None) for r in runs} - {None}
     if len(strategies) == 1:
@@ -154,6 +170,90 @@ def vjp_check(f: Callable[..., Any], inputs: Any, vjp: Callable[..., Any], cotan
     if any(v is not None for v in resolutions):
         report.resolution = max(v for v in resolutions if v is not None)
     return report
+
+
+def several_outputs(f: Callable[..., Any], vjp: Callable[..., Any], outputs: list[np.ndarray],
+                    cotangents: Any) -> tuple[Callable[..., Any], Callable[..., Any], Any]:
+    """``f`` returning a tuple of arrays as one function of the concatenated, flattened
+    outputs; ``vjp`` taking the matching tuple of cotangents; the user's cotangents
+    (a tuple of arrays, or a list of such tuples) flattened alike. The outputs are
+    kept apart (each its own shape), never stacked into one array."""
+    shapes = [v.shape for v in outputs]
+    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+    bounds = np.cumsum([0] + sizes)
+
+    def flat(raw: Any, what: str) -> np.ndarray:
+        if not isinstance(raw, (tuple, list)) or len(raw) != len(shapes):
+            raise ValueError(f"{what} returned {type(raw).__name__}; expected a tuple of "
+                             f"{len(shapes)} outputs of shapes {shapes}")
+        parts = []
+        for k, (v, shape) in enumerate(zip(raw, shapes)):
+            v = np.asarray(v)
+            if v.shape != shape:
+                raise ValueError(f"{what} output {k} has shape {v.shape}, expected {shape}")
+            parts.append(v.reshape(-1))
+        return np.concatenate(parts)
+
+    @functools.wraps(f)
+    def joined(*args: Any, **kwargs: Any) -> np.ndarray:
+        return flat(f(*args, **kwargs), "f")
+
+    @functools.wraps(vjp)
+    def split_vjp(u: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        us = tuple(u[bounds[k]:bounds[k + 1]].reshape(shape) for k, shape in enumerate(shapes))
+        return vjp(us, *args, **kwargs)
+
+    def one(c: Any, label: str) -> np.ndarray:
+        return flat(c, label)
+
+    if cotangents is None or isinstance(cotangents, numbers.Integral):
+        given = cotangents
+    elif isinstance(cotangents, tuple):
+        given = one(cotangents, "cotangents")
+    elif isinstance(cotangents, list) and all(isinstance(c, (tuple, list)) for c in cotangents):
+        given = [one(c, f"cotangents[{k}]") for k, c in enumerate(cotangents)]
+    else:
+        raise TypeError(f"f has {len(shapes)} outputs, so cotangents must be a tuple of "
+                        f"{len(shapes)} arrays (one cotangent), a list of such tuples, or a "
+                        "count")
+    return joined, split_vjp, given
+
+
+#: The structural checks a VJP check runs: a wrong structure or shape of the
+#: gradients is already a clear error before any check runs.
+VJP_STRUCTURAL_CHECKS = ("forward-mutates-input", "backward-mutates-cotangent",
+                         "backward-mutates-input", "gradient-dtype", "zero-cotangent",
+                         "nondeterministic-backward")
+
+
+def _structural(f: Callable[..., Any], vjp: Callable[..., Any], paramset: ParamSet,
+                args: tuple, cotangent: np.ndarray, opts: CheckOptions) -> Any:
+    """:func:`~gradprobe.checks.structural.structural_checks` of ``(f, vjp)``, called as
+    the user wrote them (dict inputs by name, ``args`` appended)."""
+    names = list(paramset.names)
+
+    def forward(*arrays: np.ndarray) -> Any:
+        return as_host_array(paramset.call(f, list(arrays), args))
+
+    def backward(u: np.ndarray, *arrays: np.ndarray) -> Any:
+        raw = as_host_array(paramset.call(vjp, list(arrays), args, leading=(u,), what="vjp"))
+        if paramset.kind == "dict" and isinstance(raw, Mapping):
+            return tuple(raw.get(n) for n in names)
+        return raw
+
+    tol = config.NONDETERMINISM_TOL if opts.nondeterminism_tol is None \
+        else opts.nondeterminism_tol
+    return structural_checks(forward, backward, paramset.arrays, cotangent, names=names,
+                             nondeterminism_tol=tol, seed=opts.seed,
+                             checks=VJP_STRUCTURAL_CHECKS)
+
+
+def _noise_ulps(runs: list[CheckReport]) -> float | None:
+    """The noise of ``f`` in rounding units for the diagnosis: the largest over the
+    per-cotangent runs (each measured the noise of its ``<u, f>``)."""
+    values = [r.noise / (np.finfo(np.float64).eps * abs(r.loss)) for r in runs
+              if np.isfinite(r.loss) and abs(r.loss) > 0]
+    return max(values) if values else None
 
 
 def _projection(f: Callable[..., Any], paramset: ParamSet, u: np.ndarray,
@@ -251,8 +351,8 @@ def check_jvp(f: Callable[..., Any], inputs: Any, jvp: Callable[..., Any], *,
     [(1,)]
     """
     start = time.perf_counter()
-    opts = CheckOptions.build("check_jvp", dict(method=method, eps=eps, rtol=rtol, atol=atol, seed=seed,
-                       upcast=upcast, backend=backend, **options))
+    opts = CheckOptions.build("check_jvp", dict(method=method, eps=eps, rtol=rtol, atol=atol,
+                              seed=seed, upcast=upcast, backend=backend, **options))
     _callable("f", f)
     _callable("jvp", jvp)
     eps, rtol, atol, seed, upcast, args = _vector_options(opts, args)
@@ -275,6 +375,8 @@ def check_jvp(f: Callable[..., Any], inputs: Any, jvp: Callable[..., Any], *,
     notes = [f"Jacobian-vector products along {_how_many(len(ts), 'tangent', given, seed)}, "
              f"against {method} differences of f; an output entry fails if it fails along "
              "any tangent"] + _noise_notes(vf) + vf.notes
+    findings = forward_findings(vf, opts.nondeterminism_tol, notes)
     return _finish(merge_runs(runs), method=method, mode="full", backend="python",
                    evaluations=vf.evaluations, start=start, upcast=vf.upcast,
-                   noise=float(np.max(vf.noise)), loss=float("nan"), notes=notes)
+                   noise=float(np.max(vf.noise)), loss=float("nan"), notes=notes,
+                   noise_ulps=noise_ulps(vf), findings=findings)

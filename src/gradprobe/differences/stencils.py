@@ -13,7 +13,7 @@ so the rare inexact step costs nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -280,6 +280,51 @@ class Stencil:
         # bar, not on its edge. Rounding of (8 d1 - d2 ...) / 3 is 1.5 noise / h.
         bar = 1.5 * rounding / h + 0.5 * np.abs(d1 - d2)
         return Estimate(value, bar, left, right)
+
+
+def estimate_rows(stencil: Stencil, losses: np.ndarray, x: np.ndarray, points: np.ndarray,
+                  f0: float | np.ndarray, noise: float | np.ndarray, eps: float,
+                  **options: Any) -> Estimate:
+    """:meth:`Stencil.estimate`, ``config.ESTIMATE_CHUNK`` rows at a time.
+
+    Every row's estimate depends on that row alone, so the result is the same
+    as one call; but the stencil's temporaries (a dozen arrays of one value
+    per row) exist for one chunk only, and each chunk is written into the
+    output arrays, allocated once. ``f0`` and ``noise`` are scalars or one
+    value per row (an array-valued function's output and noise per entry);
+    ``options`` go to :meth:`Stencil.estimate`.
+
+    Examples
+    --------
+    >>> st = Stencil("central")
+    >>> x = np.linspace(0.0, 1.0, 5); pts = st.points(x, np.full(5, 2.0 ** -10))
+    >>> whole = st.estimate(np.sin(pts), x, pts, np.sin(x), 1e-16, 2.0 ** -52)
+    >>> rows = estimate_rows(st, np.sin(pts), x, pts, np.sin(x), 1e-16, 2.0 ** -52, chunk=2)
+    >>> bool(np.array_equal(whole.value, rows.value) and np.array_equal(whole.error_bar,
+    ...                                                                 rows.error_bar))
+    True
+    """
+    chunk = int(options.pop("chunk", config.ESTIMATE_CHUNK))
+    size = losses.shape[0]
+    if size <= chunk:
+        return stencil.estimate(losses, x, points, f0, noise, eps, **options)
+
+    def rows(a: Any, sl: slice) -> Any:
+        return a[sl] if np.ndim(a) else a
+
+    out: dict[str, np.ndarray | None] = {}
+    for lo in range(0, size, chunk):
+        sl = slice(lo, min(size, lo + chunk))
+        est = stencil.estimate(losses[sl], x[sl], points[sl], rows(f0, sl), rows(noise, sl),
+                               eps, **options)
+        for key in ("value", "error_bar", "left", "right", "step", "truncation"):
+            part = getattr(est, key)
+            if lo == 0:
+                out[key] = None if part is None else np.empty(size, dtype=part.dtype)
+            if part is not None:
+                out[key][sl] = part
+    return Estimate(out["value"], out["error_bar"], out["left"], out["right"],
+                    step=out["step"], truncation=out["truncation"])
 
 
 def successive_steps(evaluate: Callable[[np.ndarray, np.ndarray], np.ndarray],

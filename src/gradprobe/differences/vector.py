@@ -31,7 +31,7 @@ from ..problem.params import ParamSet, upcast_args
 from ..problem.tensors import as_host_array
 from ..problem.noise import combine_readings, noise_by_output, noise_direction
 from ..problem.point import format_entry, probe_complex, upcast_note
-from .stencils import Estimate, Stencil, one_sided_slope
+from .stencils import Estimate, Stencil, estimate_rows, one_sided_slope
 
 
 def output_array(raw: Any, *, what: str, context: str, shape: tuple[int, ...] | None,
@@ -74,6 +74,11 @@ def output_array(raw: Any, *, what: str, context: str, shape: tuple[int, ...] | 
     if isinstance(raw, (bool, np.bool_)):
         raise TypeError(f"{what} returned a bool {context}; it must return a numeric array")
     raw = as_host_array(raw)  # a torch tensor or JAX array: its values on the host
+    if isinstance(raw, (tuple, list)) and raw and all(isinstance(v, np.ndarray) for v in raw):
+        raise TypeError(f"{what} returned a {type(raw).__name__} of {len(raw)} arrays {context}; "
+                        "this check takes one output array and never stacks several into "
+                        "one: check_vjp and check_layer take several outputs, or return "
+                        "np.concatenate([...]) yourself")
     try:
         array = np.asarray(raw)
     except Exception as exc:  # ragged lists and the like
@@ -135,6 +140,9 @@ class VectorFunction:
         Remarks for the report.
     evaluations : int
         Evaluations of ``f`` so far.
+    repeats : list of (str, ndarray)
+        Further outputs at the unperturbed point (the noise probe's centre
+        points), to compare with ``y0`` (:mod:`gradprobe.verdict.determinism`).
     """
 
     f: Callable[..., Any]
@@ -152,6 +160,7 @@ class VectorFunction:
     noise_measured: int = 0
     notes: list[str] = field(default_factory=list)
     evaluations: int = 0
+    repeats: list[tuple[str, np.ndarray]] = field(default_factory=list)
 
     # -- set-up -------------------------------------------------------------
     @classmethod
@@ -243,6 +252,8 @@ class VectorFunction:
                           for b, d, w in zip(base, direction, self.working)]
                 rows.append(np.real(self.output(arrays, "while measuring its noise",
                                                 finite=False)))
+                if k == 0:  # the unperturbed point again
+                    self.repeats.append((f"call {len(self.repeats) + 2}", rows[-1]))
             readings.append(noise_by_output(np.stack(rows)))
         level = combine_readings(*readings)
         self.noise_measured = int(np.count_nonzero(level > 0))
@@ -346,11 +357,20 @@ def line_estimate(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float, 
     stencil = Stencil(method)
     origin_array = np.asarray([np.real(origin)])
     points = stencil.points(origin_array, np.array([float(h)]))[0]
-    outputs = np.stack([np.real(evaluate(p)) for p in points], axis=1)
+    # one output at a time into one (m, points) array; the stencil's temporaries
+    # exist for config.ESTIMATE_CHUNK output entries at a time (estimate_rows)
+    outputs = None
+    for column, p in enumerate(points):
+        y = np.real(evaluate(p))
+        if outputs is None:
+            outputs = np.empty((y.size, points.size))
+        outputs[:, column] = y.reshape(-1)
+        del y
     m = outputs.shape[0]
-    x = np.full(m, float(origin_array[0]))
-    return stencil.estimate(outputs, x, np.broadcast_to(points.astype(np.float64), outputs.shape),
-                            f0=vf.y0, noise=vf.noise, eps=vf.eps)
+    x = np.broadcast_to(np.float64(origin_array[0]), (m,))
+    return estimate_rows(stencil, outputs, x,
+                         np.broadcast_to(points.astype(np.float64), outputs.shape),
+                         f0=vf.y0, noise=vf.noise, eps=vf.eps)
 
 
 def one_sided_line(evaluate: Callable[[Any], np.ndarray], origin: Any, h: float,

@@ -52,6 +52,10 @@ class Problem:
         Measured wall time of one evaluation of ``f`` (from the noise probe,
         or the base point when the probe made no evaluation); ``mode="auto"``
         uses it to estimate what a full check would cost.
+    repeats : list of (str, float)
+        Further evaluations at the unperturbed point (the centre points of the
+        noise probe), to compare with ``f0``: the function must be a function
+        (:mod:`gradprobe.verdict.determinism`).
     """
 
     f: Callable[..., Any]
@@ -66,6 +70,7 @@ class Problem:
     notes: list[str] = field(default_factory=list)
     evaluations: int = 0
     loss_seconds: float = float("nan")
+    repeats: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -289,6 +294,8 @@ def _measure_noise(problem: Problem, seed: int) -> NoiseEstimate:
         value = loss_value(problem.paramset.call(problem.f, arrays, problem.args),
                            context="while measuring the noise of f",
                            allow_complex=problem.complex_step)
+        if t == 0.0:  # the unperturbed point again: f must give f0 again
+            problem.repeats.append((f"call {len(problem.repeats) + 2}", float(np.real(value))))
         return float(np.real(value))
 
     return estimate_noise(loss_along, eps ** config.NOISE_SPACING_POWER, floor)

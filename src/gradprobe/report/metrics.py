@@ -78,3 +78,21 @@ def error_summary(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: f
         return kernel_summary(a, n, bar, rtol, atol, kink, config.VERDICT_CHUNK)
     with _numpy_time(np.size(a)):
         return _passes(a, n, bar, rtol, atol, kink, want_failed=False)[1]
+
+
+def presentation(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
+                 atol: float, kink: np.ndarray,
+                 count: int) -> tuple[np.ndarray, float | None]:
+    """``(positions of the count worst entries, largest shown relative error)``:
+    what ``str(report)`` and ``report.to_dict()`` show of a parameter, in one
+    pass without per-entry float arrays (the fused kernel for large checks,
+    NumPy ``config.VERDICT_CHUNK`` entries at a time otherwise; the same
+    result). See :func:`gradprobe.report.numpy_metrics.presentation`."""
+    if _kernel(np.size(a)):
+        from .metrics_kernel import presentation as kernel_presentation
+
+        return kernel_presentation(a, n, bar, rtol, atol, kink, count, config.VERDICT_CHUNK)
+    from .numpy_metrics import presentation as numpy_presentation
+
+    with _numpy_time(np.size(a)):
+        return numpy_presentation(a, n, bar, rtol, atol, kink, count, config.VERDICT_CHUNK)

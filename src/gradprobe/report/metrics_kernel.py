@@ -30,6 +30,8 @@ install_notice()  # says so once when a kernel below compiles
 
 _SIGNATURE = "void(f8[::1], f8[::1], f8[::1], f8, f8, f8[::1], f8[::1], f8[::1], f8[::1])"
 _PASS_SIGNATURE = "UniTuple(f8, 3)(f8[::1], f8[::1], f8[::1], f8, f8, b1[::1], b1, b1[::1], b1, i8)"
+_PRESENTATION_SIGNATURE = ("void(f8[::1], f8[::1], f8[::1], f8, f8, b1[::1], i8, i8, f8[:, ::1], "
+                           "i8[:, ::1], f8[::1], b1[::1])")
 
 
 @numba.njit("f8(f8, f8)", inline="always", **config.NUMBA_FLAGS)
@@ -134,6 +136,86 @@ def _verdict_pass(a, n, bar, rtol, atol, kink, use_kink, failed, write_failed,
     return max_abs, max_rel, float(bp)
 
 
+@numba.njit(parallel=True, **config.NUMBA_FLAGS)
+def _presentation_pass(a, n, bar, rtol, atol, kink, count, chunk, keys, positions, shown,
+                       seen):  # pragma: no cover - compiled
+    """What a report shows, in one pass: per chunk, the ``count`` largest
+    error/allowance ratios (NaN as inf; descending, ties by position) into
+    ``keys`` and ``positions`` (-1 where the chunk has fewer entries), and the
+    largest relative error over the entries the table shows one for (not a
+    kink; ``max(|a|, |n|)`` above ``max(atol, bar)``, or the relative error
+    not finite) into ``shown`` (``seen`` False where the chunk has none; NaN
+    wins, as NumPy's max)."""
+    size = a.size
+    chunks = (size + chunk - 1) // chunk
+    for c in numba.prange(chunks):
+        filled = 0
+        top = 0.0
+        any_seen = False
+        for i in range(c * chunk, min(size, (c + 1) * chunk)):
+            err, rel, allow, r = _entry(a[i], n[i], bar[i], rtol, atol)
+            key = np.inf if r != r else r
+            if count > 0 and (filled < count or key > keys[c, count - 1]):
+                j = filled if filled < count else count - 1
+                while j > 0 and keys[c, j - 1] < key:
+                    keys[c, j] = keys[c, j - 1]
+                    positions[c, j] = positions[c, j - 1]
+                    j -= 1
+                keys[c, j] = key
+                positions[c, j] = i
+                if filled < count:
+                    filled += 1
+            if kink[i]:
+                continue
+            scale = _maximum(abs(a[i]), abs(n[i]))
+            b = bar[i]
+            if b != b:  # np.nan_to_num
+                b = 0.0
+            elif b == np.inf:
+                b = 1.7976931348623157e308
+            elif b == -np.inf:
+                b = -1.7976931348623157e308
+            floor = atol if atol >= b else b
+            if scale > floor or not np.isfinite(rel):
+                top = rel if not any_seen else _maximum(top, rel)
+                any_seen = True
+        shown[c] = top
+        seen[c] = any_seen
+
+
+def presentation(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
+                 atol: float, kink: np.ndarray, count: int,
+                 chunk: int) -> tuple[np.ndarray, float | None]:
+    """``(positions of the count largest ratios, largest shown relative error)``:
+    what :func:`gradprobe.report.numpy_metrics.presentation` computes, in one
+    parallel pass.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> presentation(np.array([1.0, 2.02, 3.0]), np.array([1.0, 2.0, 3.0]), 1e-10, 1e-5,
+    ...              0.0, np.zeros(3, bool), 2, 1024)
+    (array([1, 0]), 0.00990099009900991)
+    """
+    a, n, bar = _inputs(a, n, bar)
+    kink = np.require(kink, np.bool_, ["C"])
+    count = max(int(count), 0)
+    chunks = max(1, (a.size + chunk - 1) // chunk)
+    keys = np.full((chunks, max(count, 1)), -np.inf)
+    positions = np.full((chunks, max(count, 1)), -1, dtype=np.int64)
+    shown = np.zeros(chunks)
+    seen = np.zeros(chunks, dtype=np.bool_)
+    _presentation_pass(a, n, bar, float(rtol), float(atol), kink, count, int(chunk), keys,
+                       positions, shown, seen)
+    valid = positions[:, :count] >= 0
+    pos, key = positions[:, :count][valid], keys[:, :count][valid]
+    order = pos[np.lexsort((pos, -key))][:count]
+    if not seen.any():
+        return order, None
+    values = shown[seen]
+    return order, float(np.nan if np.isnan(values).any() else values.max())
+
+
 def _inputs(a: np.ndarray, n: np.ndarray,
             bar: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """C-contiguous writeable float64 views (copies only if needed) of the inputs."""
@@ -213,7 +295,8 @@ def error_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray, rtol: float,
 
 #: Seconds this process has spent in the NumPy reference instead of the kernels.
 NUMPY_SECONDS = [0.0]
-_KERNELS = ((_metrics, _SIGNATURE), (_verdict_pass, _PASS_SIGNATURE))
+_KERNELS = ((_metrics, _SIGNATURE), (_verdict_pass, _PASS_SIGNATURE),
+            (_presentation_pass, _PRESENTATION_SIGNATURE))
 
 
 #: Kernels found missing from the disk cache in this process: not probed again (the

@@ -70,3 +70,44 @@ def _error_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: 
     abs_error = np.where(finite, abs_error, np.inf)
     rel_error = np.where(finite, rel_error, np.inf)
     return abs_error, rel_error, np.broadcast_to(allowance, a.shape).copy(), ratio
+
+
+def presentation(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: float,
+                 atol: float, kink: np.ndarray, count: int,
+                 chunk: int) -> tuple[np.ndarray, float | None]:
+    """What a report shows, ``chunk`` entries at a time: the positions of the
+    ``count`` largest error/allowance ratios (NaN counts as inf; ties in order of
+    position, as a stable ``argsort`` of all ratios), and the largest relative
+    error over the entries that are not kinks and whose ``max(|a|, |n|)`` is
+    above ``max(atol, bar)`` (or whose relative error is not finite); None when
+    there is no such entry, NaN once one is NaN."""
+    a = np.asarray(a, dtype=np.float64)
+    size = a.size
+    bar = np.broadcast_to(np.asarray(bar, dtype=np.float64), (size,))
+    kink = np.asarray(kink, dtype=bool)
+    picks, values = [], []
+    best = None
+    for start in range(0, size, chunk):
+        sl = slice(start, min(size, start + chunk))
+        _, rel, _, ratio = _error_metrics(a[sl], n[sl], bar[sl], rtol, atol)
+        r = np.where(np.isnan(ratio), np.inf, ratio)
+        k = min(count, r.size)
+        if k > 0:
+            kth = np.partition(r, r.size - k)[r.size - k]
+            above = np.flatnonzero(r > kth)
+            tied = np.flatnonzero(r == kth)[:k - above.size]
+            chosen = np.concatenate([above, tied])
+            picks.append(chosen + start)
+            values.append(r[chosen])
+        scale = np.maximum(np.abs(a[sl]), np.abs(n[sl]))
+        floor = np.maximum(atol, np.nan_to_num(bar[sl], nan=0.0))
+        with np.errstate(invalid="ignore"):
+            meaningful = ~kink[sl] & ((scale > floor) | ~np.isfinite(rel))
+        if meaningful.any():
+            top = float(rel[meaningful].max())
+            if best is None or np.isnan(top) or (not np.isnan(best) and top > best):
+                best = top  # NaN, once seen, is the maximum (as ndarray.max)
+    if not picks:
+        return np.zeros(0, dtype=np.int64), best
+    pos, val = np.concatenate(picks), np.concatenate(values)
+    return pos[np.lexsort((pos, -val))][:count].astype(np.int64), best

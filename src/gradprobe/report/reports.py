@@ -1,9 +1,4 @@
-"""Check reports: per-parameter results, a readable table, and a JSON dict.
-
-``str(report)`` never prints a whole matrix: one row per parameter, then the
-few worst entries with their analytic and numerical values, error bars and
-any diagnosis.
-"""
+"""Check reports: per-parameter results and a JSON dict (the table: :mod:`.table`)."""
 from __future__ import annotations
 
 import os
@@ -13,22 +8,11 @@ from typing import Any
 import numpy as np
 
 from .. import config
+from .findings import Finding, findings_status
 
 
 def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(int(flat), shape)) if shape else ()
-
-
-def _fmt(value: float) -> str:
-    if value is None:
-        return "-"
-    if not np.isfinite(value):
-        return str(value)
-    return f"{value:.{config.REPORT_DIGITS}g}"
-
-
-def _entry(name: str, index: tuple[int, ...]) -> str:
-    return f"{name}[{', '.join(map(str, index))}]" if index else name
 
 
 @dataclass
@@ -81,6 +65,9 @@ class ParamReport:
     strategy : str or None
         Array-valued checks: how this parameter was differentiated and why
         (``"compressed: 513 groups ..."``, ``"entry by entry: outputs overlap"``).
+    findings : list of Finding
+        Whole-function results concerning this parameter (structural checks,
+        a nondeterministic forward pass); they decide :attr:`status` first.
 
     Examples
     --------
@@ -117,6 +104,7 @@ class ParamReport:
     #: times their tolerance (None: not judged), see :attr:`status`.
     unresolved_mask: np.ndarray | None = None
     strategy: str | None = None
+    findings: list[Finding] = field(default_factory=list)
 
     # -- lazily recomputed per-entry arrays --------------------------------------
     def _recompute(self, key: str) -> np.ndarray:
@@ -152,36 +140,32 @@ class ParamReport:
 
     def _top_ratio(self, count: int) -> np.ndarray:
         """Positions of the ``count`` largest ratios (NaN counts as inf; ties in
-        order of position), as a stable ``argsort`` of all ratios would give,
-        computed chunk by chunk when the ratios are not stored."""
-        def key(r: np.ndarray) -> np.ndarray:
-            return np.where(np.isnan(r), np.inf, r)
+        order of position), as a stable ``argsort`` of all ratios would give."""
+        return self._presented(count)[0]
 
-        if self.__dict__.get("_ratio_flat") is not None or \
-                self.analytic_flat.size <= config.VERDICT_CHUNK:
-            return np.argsort(-key(self.ratio_flat), kind="stable")[:count]
-        from .metrics import entry_metrics
+    def _presented(self, count: int) -> tuple[np.ndarray, float | None]:
+        """``(_top_ratio(count), largest shown relative error)`` from one pass over
+        the entries (:func:`gradprobe.report.metrics.presentation`: no per-entry
+        float arrays), kept for the next call with the same arrays, so that
+        ``str(report)`` and ``to_dict()`` read them once."""
+        count = max(int(count), config.REPORT_WORST)
+        key = (count, self.rtol, self.atol) + tuple(id(getattr(self, k)) for k in (
+            "analytic_flat", "numeric_flat", "error_bar_flat", "kink_mask"))
+        cached = self.__dict__.get("_presented_cache")
+        if cached is None or cached[0] != key:
+            if self.__dict__.get("_ratio_flat") is not None:  # stored: read them
+                ratio = self.ratio_flat
+                top = np.argsort(-np.where(np.isnan(ratio), np.inf, ratio), kind="stable")
+                cached = (key, (top[:count], _stored_rel_error(self)))
+            else:
+                from .metrics import presentation
 
-        size = self.analytic_flat.size
-        bar = np.broadcast_to(self.error_bar_flat, (size,))
-        picks, values = [], []
-        for start in range(0, size, config.VERDICT_CHUNK):
-            sl = slice(start, min(size, start + config.VERDICT_CHUNK))
-            r = key(entry_metrics(self.analytic_flat[sl], self.numeric_flat[sl], bar[sl],
-                                  self.rtol, self.atol)[3])
-            k = min(count, r.size)
-            if k == 0:
-                continue
-            kth = np.partition(r, r.size - k)[r.size - k]
-            above = np.flatnonzero(r > kth)
-            tied = np.flatnonzero(r == kth)[:k - above.size]
-            chosen = np.concatenate([above, tied])
-            picks.append(chosen + start)
-            values.append(r[chosen])
-        if not picks:
-            return np.zeros(0, dtype=np.int64)
-        pos, val = np.concatenate(picks), np.concatenate(values)
-        return pos[np.lexsort((pos, -val))][:count]
+                cached = (key, presentation(self.analytic_flat, self.numeric_flat,
+                                            self.error_bar_flat, self.rtol, self.atol,
+                                            self.kink_mask, count))
+            self.__dict__["_presented_cache"] = cached
+        order, shown = cached[1]
+        return order[:max(int(count), 0)], shown
 
     # -- summary numbers -------------------------------------------------
     @property
@@ -191,9 +175,14 @@ class ParamReport:
 
     @property
     def status(self) -> str:
-        """``"failed"`` when an entry failed, ``"inconclusive"`` when none failed
-        but some entry's error bar stayed wider than its tolerance
-        (:attr:`unresolved`), ``"passed"`` otherwise."""
+        """``"failed"`` when a finding failed (``findings``), ``"inconclusive"``
+        when a finding is inconclusive (a forward pass that changes between calls:
+        failing entries then prove nothing), otherwise ``"failed"`` when an entry
+        failed, ``"inconclusive"`` when none failed but some entry's error bar
+        stayed wider than its tolerance (:attr:`unresolved`), ``"passed"``."""
+        decided = findings_status(self.findings)
+        if decided is not None:
+            return decided
         if self.failed:
             return "failed"
         unresolved = self.unresolved_mask is not None and bool(self.unresolved_mask.any())
@@ -277,7 +266,7 @@ class ParamReport:
     # -- presentation -----------------------------------------------------
     def worst_entries(self, count: int = config.REPORT_WORST) -> list[dict[str, Any]]:
         """The ``count`` entries with the largest error/allowance ratio."""
-        order = self._top_ratio(count)
+        order = self._top_ratio(count)[:max(int(count), 0)]
         abs_error, rel_error, ratio = self._metrics_at(order)
         bar = np.broadcast_to(self.error_bar_flat, self.analytic_flat.shape)
         rows = []
@@ -310,6 +299,7 @@ class ParamReport:
             **_index_list("failed_indices", self._at(self.failed_mask), self.shape),
             **_index_list("kinks", self._at(self.kink_mask), self.shape),
             "diagnosis": self.diagnosis, "refined": self.refined, "strategy": self.strategy,
+            "findings": [f.kind for f in self.findings],
             "rtol": self.rtol, "atol": self.atol,
             "resolution": None if self.resolution is None else _json_float(self.resolution),
             "worst_entries": [{k: _json_float(v) if isinstance(v, float) else v
@@ -347,6 +337,18 @@ def _lazy(key: str) -> property:
 
 for _key in ("flat_indices", "abs_error_flat", "rel_error_flat", "ratio_flat"):
     setattr(ParamReport, _key, _lazy(_key))
+
+
+def _stored_rel_error(p: ParamReport) -> float | None:
+    """The largest relative error the table shows, from a report's stored arrays
+    (see :func:`gradprobe.report.numpy_metrics.presentation`)."""
+    rel = p.rel_error_flat
+    bar = np.broadcast_to(np.asarray(p.error_bar_flat, dtype=np.float64), rel.shape)
+    scale = np.maximum(np.abs(p.analytic_flat), np.abs(p.numeric_flat))
+    with np.errstate(invalid="ignore"):
+        meaningful = p._smooth & ((scale > np.maximum(p.atol, np.nan_to_num(bar, nan=0.0)))
+                                  | ~np.isfinite(rel))
+    return float(rel[meaningful].max()) if meaningful.any() else None
 
 
 def _json_float(value: float) -> float | str:
@@ -389,6 +391,10 @@ class CheckReport:
         evaluations spent on detection, localization and entries, parameters
         found to have dense errors (checked entry by entry), and each
         parameter's resolution and RMS gradient entry.
+    findings : list of Finding
+        Whole-function results (``gradprobe.report.findings``): structural
+        checks of a backward pass, a forward pass that is not deterministic.
+        Added with :meth:`add_findings`.
 
     Examples
     --------
@@ -411,6 +417,7 @@ class CheckReport:
     strategy: str | None = None
     resolution: float | None = None
     directional: dict[str, Any] | None = None
+    findings: list[Finding] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -419,9 +426,18 @@ class CheckReport:
 
     @property
     def status(self) -> str:
-        """``"passed"``, ``"failed"`` (some entry failed) or ``"inconclusive"``
-        (none failed, but some entry could not be resolved to its tolerance:
-        see :attr:`ParamReport.unresolved`)."""
+        """``"passed"``, ``"failed"`` or ``"inconclusive"``.
+
+        A failed finding makes it ``"failed"``; otherwise an inconclusive
+        finding (the forward pass is not deterministic) makes it
+        ``"inconclusive"`` whatever the entries say. Without findings it is
+        ``"failed"`` when some entry failed and ``"inconclusive"`` when none
+        failed but some entry could not be resolved to its tolerance (see
+        :attr:`ParamReport.unresolved`).
+        """
+        decided = findings_status(self.findings)
+        if decided is not None:
+            return decided
         statuses = {p.status for p in self.params.values()}
         if "failed" in statuses:
             return "failed"
@@ -434,6 +450,40 @@ class CheckReport:
 
     def __bool__(self) -> bool:
         return self.passed
+
+    def add_findings(self, findings: Any) -> None:
+        """Add whole-function findings, and to the parameters they name.
+
+        A finding of the same kind about the same parameters as one already
+        there is left out (a check that runs once per cotangent finds the
+        same problem each time).
+
+        A finding naming no parameter concerns the whole function: every
+        parameter gets it.
+
+        Examples
+        --------
+        >>> import numpy as np, gradprobe as gp
+        >>> from gradprobe.report.findings import Finding
+        >>> report = gp.check(lambda w: np.sum(w ** 2), np.ones(2), 2 * np.ones(2))
+        >>> report.add_findings([Finding("zero-cotangent", "failed", "zero-cotangent: ...",
+        ...                              ("w",))])
+        >>> report.status, report.params["w"].passed
+        ('failed', False)
+        """
+        for finding in findings:
+            if not isinstance(finding, Finding):
+                raise TypeError(f"findings must be Finding objects, got "
+                                f"{type(finding).__name__}")
+            if any(f.kind == finding.kind and f.names == finding.names
+                   for f in self.findings):
+                continue  # one finding of a kind per parameter set (the first seen)
+            self.findings.append(finding)
+            names = [n for n in finding.names if n in self.params] or \
+                ([] if finding.names else list(self.params))
+            for name in names:
+                if finding not in self.params[name].findings:
+                    self.params[name].findings.append(finding)
 
     def to_dict(self, arrays: bool = False) -> dict[str, Any]:
         """JSON-serialisable form (``json.dumps(report.to_dict())`` works).
@@ -453,6 +503,7 @@ class CheckReport:
             "notes": list(self.notes), "strategy": self.strategy,
             "resolution": None if self.resolution is None else _json_float(self.resolution),
             "directional": self.directional,
+            "findings": [f.to_dict() for f in self.findings],
             "params": {k: p.to_dict(arrays) for k, p in self.params.items()},
         }
 
@@ -485,116 +536,13 @@ class CheckReport:
         return plot_report(self, path)
 
     def __str__(self) -> str:
+        from .table import render
+
         return render(self)
 
     def __repr__(self) -> str:
-        status = {"passed": "passed", "failed": f"FAILED ({self.failed} entries)",
+        status = {"passed": "passed", "failed": f"FAILED ({self.failed} entries"
+                  + "".join(f", {f.kind}" for f in self.findings) + ")",
                   "inconclusive": "inconclusive"}[self.status]
         return (f"<CheckReport {status}: {len(self.params)} parameters, method={self.method}, "
                 f"mode={self.mode}, backend={self.backend}>")
-
-
-def _directional_lines(summary: dict[str, Any]) -> list[str]:
-    """What the directional checks did and how small an error they could see."""
-    ev = summary["evaluations"]
-    failed = summary["failed"]
-    named = sum(summary["localized"].values())
-    lines = [
-        f"directional: {summary['directions']} random directions through "
-        f"{summary['entries']:,} entries, {failed} failed"
-        + (f"; localization: {summary['group_tests']:,} group tests, named "
-           f"{named:,} {'entry' if named == 1 else 'entries'}" if failed else "")
-        + f" (evaluations: {ev['setup']:,} set-up, {ev['directions']:,} directions, "
-          f"{ev['localization']:,} localization, {ev['entries']:,} entries)"]
-    if summary["dense"]:
-        lines.append(f"dense errors in {', '.join(summary['dense'])}: checked entry by entry")
-    parts = []
-    for name, res in summary["resolution"].items():
-        absolute = float(res["absolute"])  # "inf" is spelled as a string for JSON
-        rel = absolute / res["rms"] if res["rms"] > 0 else float("inf")
-        parts.append(f"{name} {_fmt(absolute)}"
-                     + (f" ({_fmt(100 * rel)} % of its RMS gradient entry)"
-                        if np.isfinite(rel) else ""))
-    if parts:
-        lines.append("resolution: an error in one entry larger than this fails a direction: "
-                     + "; ".join(parts))
-    return lines
-
-
-def _shown_rel_error(p: ParamReport) -> str:
-    """The table's "max rel err": over entries where the analytic or the numeric
-    value is larger than ``atol`` and the error bar. An entry that is zero on
-    both sides up to those (a gradient that is exactly 0, its estimate rounding
-    noise) has no meaningful relative error; when every entry is like that, "-".
-    Computed ``config.VERDICT_CHUNK`` entries at a time (no full-size temporaries)."""
-    size = p.analytic_flat.size
-    bar = np.broadcast_to(np.asarray(p.error_bar_flat, dtype=np.float64), (size,))
-    smooth = p._smooth
-    best = None
-    for start in range(0, size, config.VERDICT_CHUNK):
-        sl = slice(start, min(size, start + config.VERDICT_CHUNK))
-        rel = p._metrics_at(np.arange(sl.start, sl.stop))[1]
-        scale = np.maximum(np.abs(p.analytic_flat[sl]), np.abs(p.numeric_flat[sl]))
-        floor = np.maximum(p.atol, np.nan_to_num(bar[sl], nan=0.0))
-        meaningful = smooth[sl] & ((scale > floor) | ~np.isfinite(rel))
-        if meaningful.any():
-            top = float(rel[meaningful].max())
-            if best is None or np.isnan(top) or (not np.isnan(best) and top > best):
-                best = top  # NaN, once seen, is the maximum (as ndarray.max)
-    return "-" if best is None else _fmt(best)
-
-
-def render(report: CheckReport) -> str:
-    """The text form of a report: a header, a table, the worst entries."""
-    unresolved = sum(int(p.unresolved_mask.sum()) for p in report.params.values()
-                     if p.unresolved_mask is not None)
-    status = {"passed": "PASSED", "failed": f"FAILED: {report.failed} entries",
-              "inconclusive": f"INCONCLUSIVE: {unresolved} entries could not "
-              "be resolved to the tolerance"}[report.status]
-    mode = report.mode if report.strategy is None else f"{report.mode}: {report.strategy}"
-    header = (f"gradprobe check {status}  (method={report.method}, mode={mode}, "
-              f"backend={report.backend}, {report.evaluations:,} evaluations, "
-              f"{report.seconds:.3g} s)")
-    columns = ["parameter", "shape", "dtype", "checked", "failed", "kinks",
-               "max abs err", "max rel err", "worst index", "analytic", "numeric"]
-    rows = []
-    for p in report.params.values():
-        pos = p._worst_position
-        rows.append([
-            p.name, str(p.shape), p.dtype, f"{p.checked:,}", f"{p.failed:,}", str(len(p.kinks)),
-            _fmt(p.max_abs_error), _shown_rel_error(p),
-            "-" if p.worst_index is None else str(p.worst_index),
-            "-" if pos is None else _fmt(float(p.analytic_flat[pos])),
-            "-" if pos is None else _fmt(float(p.numeric_flat[pos])),
-        ])
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    numeric_cols = {3, 4, 5, 6, 7}
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in numeric_cols else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    lines = [header, line(columns)]
-    for p, r in zip(report.params.values(), rows):
-        lines.append(line(r))
-        if p.diagnosis:  # right under the parameter's row
-            lines.append(f"  diagnosis: {p.diagnosis}")
-    if report.directional:
-        lines += _directional_lines(report.directional)
-    worst = []
-    for p in report.params.values():
-        for row in p.worst_entries(config.REPORT_WORST):
-            if row["status"] != "ok":
-                worst.append((row["ratio"], p.name, row))
-    if worst:
-        worst.sort(key=lambda t: -t[0])
-        lines.append("worst entries:")
-        for _, name, row in worst[:config.REPORT_WORST]:
-            lines.append(
-                f"  {row['status']:4s} {_entry(name, tuple(row['index']))}: analytic "
-                f"{_fmt(row['analytic'])}, numeric {_fmt(row['numeric'])} "
-                f"± {_fmt(row['error_bar'])} (abs err {_fmt(row['abs_error'])}, "
-                f"rel err {_fmt(row['rel_error'])})")
-    for note in report.notes:
-        lines.append(f"note: {note}")
-    return "\n".join(lines)
