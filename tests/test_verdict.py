@@ -86,3 +86,16 @@ def test_a_gradient_zero_in_exact_arithmetic_passes_with_rounding_on_the_checks_
     wrong[1, 2] *= 1.01
     bad = gp.check(loss, (W.astype(np.float64), b.astype(np.float64)), (wrong, np.zeros(3)))
     assert bad.params["W"].failed_indices == [(1, 2)]
+
+
+@pytest.mark.parametrize("size", [2, 5000])  # NumPy reference and the fused kernel
+def test_nonfinite_numeric_values_always_fail(size, monkeypatch):
+    # inf - inf allowances gave ratio NaN, and NaN > 1 is False: a difference quotient that
+    # overflowed (or a NaN estimate) passed and showed as "ok"
+    monkeypatch.setattr(config, "VERDICT_KERNEL_MIN_ENTRIES", 1000)
+    value = np.ones(size)
+    value[:2] = [np.inf, np.nan]
+    est = Estimate(value, np.full(size, 1e-12))
+    verdict = judge(np.ones(size), est, rtol=1e-5, atol=0.0)
+    assert verdict.failed[:2].all() and not verdict.failed[2:].any()
+    assert np.all(verdict.ratio[:2] == np.inf)

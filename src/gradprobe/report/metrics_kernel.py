@@ -55,7 +55,7 @@ def _entry(ai, ni, bi, rtol, atol):  # pragma: no cover - compiled
         r = np.inf
     else:
         r = 0.0
-    if not np.isfinite(ai):
+    if not (np.isfinite(ai) and np.isfinite(ni)):  # an entry that cannot be judged fails
         err = np.inf
         rel = np.inf
         r = np.inf

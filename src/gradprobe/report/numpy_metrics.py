@@ -65,7 +65,7 @@ def _error_metrics(a: np.ndarray, n: np.ndarray, bar: np.ndarray | float, rtol: 
         allowance = np.maximum(np.maximum(atol, rtol * scale), bar)
         ratio = np.where(allowance > 0, abs_error / np.where(allowance > 0, allowance, 1.0),
                          np.where(abs_error > 0, np.inf, 0.0))
-    finite = np.isfinite(a)
+    finite = np.isfinite(a) & np.isfinite(n)  # an entry that cannot be judged fails
     ratio = np.where(finite, ratio, np.inf)
     abs_error = np.where(finite, abs_error, np.inf)
     rel_error = np.where(finite, rel_error, np.inf)
