@@ -14,10 +14,21 @@ MODULES = sorted(
     if not name.endswith("__main__"))
 
 
+#: Modules whose examples need an optional library.
+OPTIONAL = {
+    "torch": {"gradprobe.torch", "gradprobe.checks.torch_checks",
+              "gradprobe.examples.torch_functions"},
+    "jax": {"gradprobe.jax", "gradprobe.checks.jax_checks"},
+}
+
+
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
     if name == "gradprobe.engines.dask":
         pytest.importorskip("distributed")  # the optional extra gradprobe[dask]
+    for extra, modules in OPTIONAL.items():
+        if name in modules:
+            pytest.importorskip(extra)  # the optional extras gradprobe[torch], [jax]
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0

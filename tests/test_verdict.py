@@ -68,6 +68,26 @@ def test_kink_needs_a_jump_that_brackets_the_analytic_value():
     assert verdict.failed.tolist() == [False, True, True]
 
 
+def test_a_gradient_zero_in_exact_arithmetic_passes_with_rounding_on_the_checks_scale():
+    import gradprobe as gp
+
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((4, 3)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+
+    def loss(W, b):            # b cancels: its exact gradient is 0
+        return np.sum(np.sin(W)) + np.sum(b) - np.sum(b)
+
+    eps32 = np.finfo(np.float32).eps
+    rounding = (eps32 * np.array([1.0, -2.0, 1.0])).astype(np.float32)  # a few ulps of 1
+    good = gp.check(loss, (W, b), (np.cos(W), rounding))
+    assert good.passed, good
+    wrong = np.cos(W).astype(np.float64)
+    wrong[1, 2] *= 1.01
+    bad = gp.check(loss, (W.astype(np.float64), b.astype(np.float64)), (wrong, np.zeros(3)))
+    assert bad.params["W"].failed_indices == [(1, 2)]
+
+
 @pytest.mark.parametrize("size", [2, 5000])  # NumPy reference and the fused kernel
 def test_nonfinite_numeric_values_always_fail(size, monkeypatch):
     # inf - inf allowances gave ratio NaN, and NaN > 1 is False: a difference quotient that

@@ -12,6 +12,16 @@ from .checks.layer import check_layer
 from .report.reports import CheckReport, ParamReport
 from .checks.vector import check_hvp, check_jacobian, check_jvp, check_vjp
 
+
+def __getattr__(name: str):
+    """``gp.torch`` and ``gp.jax``: the adapters, imported (with their library) on first use."""
+    if name in ("torch", "jax"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CheckReport",
     "GradientCheckError",

@@ -146,7 +146,9 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
 
     Returns
     -------
-    Same structure as ``params``: arrays of the parameters' shapes and dtypes.
+    Same structure as ``params``: arrays of the parameters' shapes and dtypes
+    (a parameter given as a torch tensor or JAX array gets one of the same
+    library, dtype and device).
 
     Examples
     --------
@@ -195,7 +197,7 @@ def numerical_gradient(f: Callable[..., Any], params: Structure, *data: Any,
         finally:
             if bar is not None:
                 bar.close()
-    return paramset.rebuild(out)
+    return paramset.rebuild(paramset.to_user(out))
 
 
 def check(f: Callable[..., Any], params: Structure, grads: Structure | Callable[..., Any], *,

@@ -11,6 +11,7 @@ import numpy as np
 from .. import config
 from ..options import CheckOptions
 from .structural import structural_checks
+from ..problem.tensors import as_host_array
 from ..problem.params import ParamSet, as_args, match_structure
 from ..problem.point import format_entry
 from ..report.reports import CheckReport
@@ -232,10 +233,10 @@ def _structural(f: Callable[..., Any], vjp: Callable[..., Any], paramset: ParamS
     names = list(paramset.names)
 
     def forward(*arrays: np.ndarray) -> Any:
-        return paramset.call(f, list(arrays), args)
+        return as_host_array(paramset.call(f, list(arrays), args))
 
     def backward(u: np.ndarray, *arrays: np.ndarray) -> Any:
-        raw = paramset.call(vjp, list(arrays), args, leading=(u,), what="vjp")
+        raw = as_host_array(paramset.call(vjp, list(arrays), args, leading=(u,), what="vjp"))
         if paramset.kind == "dict" and isinstance(raw, Mapping):
             return tuple(raw.get(n) for n in names)
         return raw

@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import config
 from ..problem.params import ParamSet, upcast_args
+from ..problem.tensors import as_host_array
 from ..problem.noise import combine_readings, noise_by_output, noise_direction
 from ..problem.point import format_entry, probe_complex, upcast_note
 from .stencils import Estimate, Stencil, estimate_rows, one_sided_slope
@@ -72,6 +73,7 @@ def output_array(raw: Any, *, what: str, context: str, shape: tuple[int, ...] | 
     """
     if isinstance(raw, (bool, np.bool_)):
         raise TypeError(f"{what} returned a bool {context}; it must return a numeric array")
+    raw = as_host_array(raw)  # a torch tensor or JAX array: its values on the host
     if isinstance(raw, (tuple, list)) and raw and all(isinstance(v, np.ndarray) for v in raw):
         raise TypeError(f"{what} returned a {type(raw).__name__} of {len(raw)} arrays {context}; "
                         "this check takes one output array and never stacks several into "

@@ -14,6 +14,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import config
+from .tensors import (as_host_array, calling, is_tensor, leading_kind,
+                      tensor_kind, to_numpy, widen)
 
 Structure = Any  # np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]
 
@@ -44,6 +46,8 @@ def _positional_names(f: Callable[..., Any], count: int) -> list[str] | None:
 def _as_param_array(value: Any, name: str, noun: str = "parameter") -> np.ndarray:
     """Validate one parameter (or input: ``noun``) and return it as an ndarray (no copy
     if possible)."""
+    if is_tensor(value):  # torch / JAX: a private NumPy copy (the tensor is never written)
+        value = to_numpy(value, f"{noun} {name!r}")
     if isinstance(value, np.ndarray):
         array = value
     elif isinstance(value, (bool, np.bool_)):
@@ -54,7 +58,8 @@ def _as_param_array(value: Any, name: str, noun: str = "parameter") -> np.ndarra
             array = array.astype(np.float64)
     else:
         raise TypeError(
-            f"{noun} {name!r} must be a NumPy array, got {type(value).__name__}")
+            f"{noun} {name!r} must be a NumPy array (or a torch tensor / JAX array), got "
+            f"{type(value).__name__}")
     if array.dtype.kind == "c":
         raise TypeError(
             f"{noun} {name!r} has complex dtype {array.dtype}; gradprobe checks "
@@ -247,6 +252,9 @@ class ParamSet:
     arrays: list[np.ndarray]
     sequence_type: type = tuple
     noun: str = "parameter"
+    #: One :class:`~gradprobe.problem.tensors.TensorKind` per array given as a
+    #: torch tensor or JAX array (None for NumPy); empty when none was.
+    kinds: tuple = ()
     #: id(f) -> (f, nargs, leading, what, CallBinding): each callable is bound once.
     _bindings: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -268,16 +276,18 @@ class ParamSet:
                 if not isinstance(key, str):
                     raise TypeError(f"{arg} dict keys must be str, got {key!r}")
             arrays = [_as_param_array(v, k, noun) for k, v in params.items()]
-            return cls("dict", names, arrays, noun=noun)
+            return cls("dict", names, arrays, noun=noun, kinds=_kinds(params.values()))
         if isinstance(params, (tuple, list)):
             if not params:
                 raise ValueError(f"{arg} is an empty sequence: nothing to check")
             names = (_positional_names(f, len(params)) if f is not None else None) or [
                 default_names[0].format(i=i) for i in range(len(params))]
             arrays = [_as_param_array(v, n, noun) for v, n in zip(params, names)]
-            return cls("sequence", names, arrays, type(params), noun=noun)
+            return cls("sequence", names, arrays, type(params), noun=noun,
+                       kinds=_kinds(params))
         names = (_positional_names(f, 1) if f is not None else None) or [default_names[1]]
-        return cls("single", names, [_as_param_array(params, names[0], noun)], noun=noun)
+        return cls("single", names, [_as_param_array(params, names[0], noun)], noun=noun,
+                   kinds=_kinds([params]))
 
     # -- calling f --------------------------------------------------------
     def binding(self, f: Callable[..., Any], nargs: int, *, leading: int = 0,
@@ -292,9 +302,30 @@ class ParamSet:
 
     def call(self, f: Callable[..., Any], arrays: Sequence[np.ndarray], args: tuple, *,
              leading: tuple = (), what: str = "f") -> Any:
-        """Call ``f`` on ``arrays`` (same order as :attr:`names`) by :func:`bind_call`'s rule."""
-        return self.binding(f, len(args), leading=len(leading), what=what).call(
-            f, arrays, args, leading)
+        """Call ``f`` on ``arrays`` (same order as :attr:`names`) by :func:`bind_call`'s rule.
+
+        Parameters given as tensors are handed to ``f`` as tensors again (made
+        from ``arrays``, on their device, in ``arrays``' dtype), and so are
+        NumPy ``leading`` values (cotangents, tangents: in the kind of the first
+        tensor), inside :func:`~gradprobe.problem.tensors.calling`.
+        """
+        binding = self.binding(f, len(args), leading=len(leading), what=what)
+        if not self.kinds:
+            return binding.call(f, arrays, args, leading)
+        lead = leading_kind(self.kinds)
+        with calling(self.kinds):
+            tensors = [a if k is None else k.to_tensor(a) for a, k in zip(arrays, self.kinds)]
+            leading = tuple(lead.to_tensors(v) for v in leading)
+            return binding.call(f, tensors, args, leading)
+
+    def to_user(self, arrays: Sequence[np.ndarray]) -> list[Any]:
+        """``arrays`` (NumPy, parameter order) as the user gave the parameters:
+        tensors of the same library, device and dtype where they were tensors."""
+        if not self.kinds:
+            return list(arrays)
+        with calling(self.kinds):
+            return [a if k is None else k.to_tensor(np.array(a, copy=True))
+                    for a, k in zip(arrays, self.kinds)]
 
     def rebuild(self, arrays: Sequence[np.ndarray]) -> Structure:
         """Arrange ``arrays`` in the structure the user gave ``params`` in."""
@@ -311,6 +342,12 @@ class ParamSet:
         (:func:`match_structure`); returns the gradient arrays in parameter order."""
         return match_structure(grads, self.kind, self.names, [a.shape for a in self.arrays],
                                what=what, noun=self.noun, like=like)
+
+
+def _kinds(values: Any) -> tuple:
+    """The tensor kinds of ``values`` (empty when none is a tensor)."""
+    kinds = tuple(tensor_kind(v) for v in values)
+    return kinds if any(k is not None for k in kinds) else ()
 
 
 def match_structure(value: Any, kind: str, names: Sequence[str],
@@ -351,6 +388,7 @@ def match_structure(value: Any, kind: str, names: Sequence[str],
     ValueError: grads for the parameter 'W' has shape (3, 2), expected (2, 3) (it looks transposed)
     """
     listed = ", ".join(names)
+    value = as_host_array(value)  # torch / JAX results: NumPy views
     if kind == "dict":
         if not isinstance(value, Mapping):
             raise TypeError(f"{what} must be a dict with keys {list(names)} like {like}, "
@@ -419,14 +457,15 @@ def working_dtype(dtype: np.dtype, upcast: bool) -> np.dtype:
 
 
 def upcast_args(args: tuple) -> tuple:
-    """Widen narrow floating ndarrays among ``args`` to float64 (values are exact)."""
+    """Widen narrow floating ndarrays and torch tensors among ``args`` to float64
+    (values are exact; tensors stay on their device)."""
     out = []
     for a in args:
         if isinstance(a, np.ndarray) and a.dtype.kind == "f" and \
                 a.dtype.itemsize < config.UPCAST_DTYPE.itemsize:
             out.append(a.astype(config.UPCAST_DTYPE))
         else:
-            out.append(a)
+            out.append(widen(a, config.UPCAST_DTYPE))  # a torch tensor: on its device
     return tuple(out)
 
 
@@ -438,6 +477,7 @@ def loss_value(value: Any, *, context: str, allow_complex: bool = False) -> floa
     """
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"f returned a bool {context}; it must return a scalar loss")
+    value = as_host_array(value)  # a torch / JAX scalar
     if isinstance(value, np.number):
         scalar = value.item()
     elif isinstance(value, (int, float, complex)):

@@ -4,7 +4,9 @@ An entry fails only when the difference between the analytic and the
 numerical derivative exceeds *every* allowance:
 
 * ``atol`` (default: a small fraction of the parameter's largest gradient
-  entry, which absorbs the rounding of near-zero entries);
+  entry, and at least that fraction of the whole check's largest, which
+  absorbs the rounding of near-zero entries and of gradients that are zero
+  in exact arithmetic);
 * ``rtol * max(|analytic|, |numeric|)`` (default by the gradient's dtype);
 * the numerical estimate's own error bar (rounding + truncation).
 
@@ -283,7 +285,12 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
     if bar.shape != value.shape:
         bar = np.broadcast_to(bar, value.shape).copy()
     rtol_p = rtol if rtol is not None else default_rtol(grad.dtype)
-    atol_p = atol if atol is not None else default_atol(grad.dtype, analytic, value)
+    # default atol: a fraction of the parameter's largest gradient entry, and at least
+    # that fraction of the whole check's (a gradient that is 0 in exact arithmetic, as
+    # a bias before a batch norm, is float32 rounding on the scale of the others)
+    atol_p = atol if atol is not None else max(
+        default_atol(grad.dtype, analytic, value),
+        config.DEFAULT_ATOL_FRACTION[_precision(grad.dtype)] * float(gradient_scale))
     # The verdict is entrywise: one pass gives the failing entries, and every
     # later step (kinks, refinement, kink probes) works on those entries only.
     failed, summary = first_pass(analytic, value, bar, rtol_p, atol_p)
