@@ -99,3 +99,25 @@ def test_nonfinite_numeric_values_always_fail(size, monkeypatch):
     verdict = judge(np.ones(size), est, rtol=1e-5, atol=0.0)
     assert verdict.failed[:2].all() and not verdict.failed[2:].any()
     assert np.all(verdict.ratio[:2] == np.inf)
+
+
+@pytest.mark.parametrize("dtype,ratio", [(np.float64, 1e-3), (np.float64, 1e-6),
+                                         (np.float32, 1e-2), (np.float32, 1e-4)])
+def test_a_small_but_real_gradient_keeps_its_own_scale(dtype, ratio):
+    # the check-wide atol floor is for gradients at the rounding level of the check's
+    # scale only: a 1 % error in a parameter whose gradient is far smaller than another
+    # parameter's (but far above rounding) is still caught, and named
+    import gradprobe as gp
+
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((5, 4)).astype(dtype)
+    t = rng.standard_normal(3).astype(dtype)
+
+    def loss(W, t):
+        return np.sum(np.sin(W)) + ratio * np.sum(np.cos(t))
+
+    grads = (np.cos(W), (-ratio * np.sin(t)).astype(dtype))
+    assert gp.check(loss, (W, t), grads).passed
+    wrong = grads[1].copy()
+    wrong[1] *= 1.01
+    assert gp.check(loss, (W, t), (grads[0], wrong)).params["t"].failed_indices == [(1,)]

@@ -101,6 +101,13 @@ DEFAULT_RTOL = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 1e-3,
 #: error follows the size of the terms that cancelled, not their own size.
 DEFAULT_ATOL_FRACTION = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e-5,
                          np.dtype(np.float16): 1e-2}
+#: A parameter whose largest gradient entry (analytic and numeric) is below
+#: this many units of roundoff of its dtype times the whole check's largest
+#: entry is zero in exact arithmetic (a bias before a batch norm): its values
+#: are rounding on the check's scale, so its default ``atol`` is taken from
+#: the check's largest entry instead of its own. A parameter above it keeps
+#: its own scale, so a 1 % error in a small but real gradient is still seen.
+ZERO_GRADIENT_ULPS = 100.0
 
 #: A failing entry is a kink when its one-sided derivatives bracket the
 #: analytic value and differ by more than this fraction of their size (a

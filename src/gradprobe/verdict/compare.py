@@ -76,6 +76,30 @@ def default_atol(grad_dtype: np.dtype, analytic: np.ndarray, numeric: np.ndarray
         max(_max_abs(analytic, finite_only=True), _max_abs(numeric, finite_only=False))
 
 
+def _default_atol(grad_dtype: np.dtype, analytic: np.ndarray, numeric: np.ndarray,
+                  check_scale: float) -> float:
+    """:func:`default_atol`, from the whole check's largest entry ``check_scale``
+    when the parameter's own gradient is zero in exact arithmetic: below
+    ``config.ZERO_GRADIENT_ULPS`` units of roundoff of ``check_scale``, as a
+    bias before a batch norm, whose analytic values are then the rounding of
+    terms on the check's scale (``tests/test_verdict.py`` shows both sides).
+
+    Examples
+    --------
+    >>> g32 = np.dtype("float32")
+    >>> _default_atol(g32, np.array([3e-8]), np.array([0.0]), 1.0)   # rounding of 1
+    1e-05
+    >>> _default_atol(g32, np.array([1e-3]), np.array([1e-3]), 1.0)  # small, but real
+    1e-08
+    """
+    own = default_atol(grad_dtype, analytic, numeric)
+    fraction = config.DEFAULT_ATOL_FRACTION[_precision(grad_dtype)]
+    unit = float(np.finfo(_precision(grad_dtype)).eps)
+    if own < fraction * config.ZERO_GRADIENT_ULPS * unit * check_scale:
+        return max(own, fraction * check_scale)
+    return own
+
+
 def _max_abs(values: np.ndarray, *, finite_only: bool) -> float:
     """``max(|values|)`` (0 when empty) from the array's min and max: no temporary
     array unless ``finite_only`` and some entry is NaN or inf. Without
@@ -285,12 +309,8 @@ def compare_param(name: str, shape: tuple[int, ...], dtype: np.dtype, entries: n
     if bar.shape != value.shape:
         bar = np.broadcast_to(bar, value.shape).copy()
     rtol_p = rtol if rtol is not None else default_rtol(grad.dtype)
-    # default atol: a fraction of the parameter's largest gradient entry, and at least
-    # that fraction of the whole check's (a gradient that is 0 in exact arithmetic, as
-    # a bias before a batch norm, is float32 rounding on the scale of the others)
-    atol_p = atol if atol is not None else max(
-        default_atol(grad.dtype, analytic, value),
-        config.DEFAULT_ATOL_FRACTION[_precision(grad.dtype)] * float(gradient_scale))
+    atol_p = atol if atol is not None else _default_atol(grad.dtype, analytic, value,
+                                                         float(gradient_scale))
     # The verdict is entrywise: one pass gives the failing entries, and every
     # later step (kinks, refinement, kink probes) works on those entries only.
     failed, summary = first_pass(analytic, value, bar, rtol_p, atol_p)
