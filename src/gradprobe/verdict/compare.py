@@ -4,9 +4,9 @@ An entry fails only when the difference between the analytic and the
 numerical derivative exceeds *every* allowance:
 
 * ``atol`` (default: a small fraction of the parameter's largest gradient
-  entry, and at least that fraction of the whole check's largest, which
-  absorbs the rounding of near-zero entries and of gradients that are zero
-  in exact arithmetic);
+  entry, which absorbs the rounding of near-zero entries; for a parameter
+  whose gradient is zero in exact arithmetic, at the rounding level of the
+  whole check's largest entry, that fraction of the check's largest);
 * ``rtol * max(|analytic|, |numeric|)`` (default by the gradient's dtype);
 * the numerical estimate's own error bar (rounding + truncation).
 
