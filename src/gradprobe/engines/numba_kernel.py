@@ -40,6 +40,30 @@ _ROLE_OF_TYPE = {types.int8: "param", types.int16: "param_0d", types.int32: "arg
                  types.int64: "arg_0d"}
 
 
+def slot_layout(roles: Any, slots: Any) -> list[str] | None:
+    """The role of every slot from the Numba types of ``roles`` (None when the
+    counts differ: not a layout the generated loops handle)."""
+    layout = [_ROLE_OF_TYPE[t] for t in roles]
+    return layout if len(layout) == len(slots) else None
+
+
+def slot_views(layout: list[str], params: list[int]) -> list[str]:
+    """Source lines of a generated chunk loop that give every slot its view: a
+    private working copy (made once per chunk) for the parameters, the caller's
+    array for the other arguments, reshaped to ``()`` for 0-d slots."""
+    lines = []
+    for i, role in enumerate(layout):
+        if i in params:
+            lines += [f"    source{i} = slots[{i}].reshape(slots[{i}].size)",
+                      f"    work{i} = slots[{i}].copy()",  # once per chunk
+                      f"    flat{i} = work{i}.reshape(work{i}.size)"]
+            view = f"work{i}.reshape(())" if role == "param_0d" else f"work{i}"
+        else:
+            view = f"slots[{i}].reshape(())" if role == "arg_0d" else f"slots[{i}]"
+        lines.append(f"    view{i} = {view}")
+    return lines
+
+
 def evaluate_rows(f: Any, slot: int, entries: np.ndarray, points: np.ndarray,
                   out: np.ndarray, lo: int, hi: int, slots: tuple, roles: tuple) -> int:
     """Evaluate rows ``lo:hi`` on private copies of the parameters (compiled only).
@@ -60,20 +84,12 @@ def _overload_evaluate_rows(f, slot, entries, points, out, lo, hi, slots, roles)
     sites); the perturbed entry is written by a short ``if slot == i``
     chain and restored from the unperturbed source array.
     """
-    layout = [_ROLE_OF_TYPE[t] for t in roles]
-    if len(layout) != len(slots):
+    layout = slot_layout(roles, slots)
+    if layout is None:
         return None
     params = [i for i, role in enumerate(layout) if role.startswith("param")]
     lines = ["def evaluate_rows(f, slot, entries, points, out, lo, hi, slots, roles):"]
-    for i, role in enumerate(layout):
-        if i in params:
-            lines += [f"    source{i} = slots[{i}].reshape(slots[{i}].size)",
-                      f"    work{i} = slots[{i}].copy()",  # once per chunk
-                      f"    flat{i} = work{i}.reshape(work{i}.size)"]
-            view = f"work{i}.reshape(())" if role == "param_0d" else f"work{i}"
-        else:
-            view = f"slots[{i}].reshape(())" if role == "arg_0d" else f"slots[{i}]"
-        lines.append(f"    view{i} = {view}")
+    lines += slot_views(layout, params)
 
     def dispatch(indent: str, statement: str) -> list[str]:
         out = []

@@ -27,7 +27,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from .. import config
-from .numba_kernel import ROLES, _ROLE_OF_TYPE
+from .numba_kernel import ROLES, slot_layout, slot_views
 
 __all__ = ["ROLES", "kernel", "output_chunks", "output_rows"]
 
@@ -48,21 +48,13 @@ def output_rows(f: Any, slot: int, offsets: np.ndarray, members: np.ndarray,
 @overload(output_rows, jit_options=config.NUMBA_OVERLOAD_FLAGS)
 def _overload_output_rows(f, slot, offsets, members, values, out, shape, lo, hi, slots, roles):
     """Generate the chunk loop for one layout of slots (as numba_kernel.evaluate_rows)."""
-    layout = [_ROLE_OF_TYPE[t] for t in roles]
-    if len(layout) != len(slots):
+    layout = slot_layout(roles, slots)
+    if layout is None:
         return None
     params = [i for i, role in enumerate(layout) if role.startswith("param")]
     lines = ["def output_rows(f, slot, offsets, members, values, out, shape, lo, hi, slots, "
              "roles):"]
-    for i, role in enumerate(layout):
-        if i in params:
-            lines += [f"    source{i} = slots[{i}].reshape(slots[{i}].size)",
-                      f"    work{i} = slots[{i}].copy()",  # once per chunk
-                      f"    flat{i} = work{i}.reshape(work{i}.size)"]
-            view = f"work{i}.reshape(())" if role == "param_0d" else f"work{i}"
-        else:
-            view = f"slots[{i}].reshape(())" if role == "arg_0d" else f"slots[{i}]"
-        lines.append(f"    view{i} = {view}")
+    lines += slot_views(layout, params)
 
     def dispatch(indent: str, statement: str) -> list[str]:
         out = []
