@@ -228,3 +228,40 @@ def test_findings_status_order():
     assert findings_status([]) is None
     with pytest.raises(ValueError, match="status"):
         Finding("x", "passed", "x")
+
+
+def test_a_forward_that_redraws_its_mask_is_not_blamed_on_the_backward():
+    # vjp runs the forward again (as check_layer does on each copy): its backward reuses the
+    # forward's mask correctly, so the disagreement is the forward's, which the determinism
+    # rule reports as inconclusive; the structural checks do not call it a backward bug
+    state = np.random.default_rng(2)
+    mask = {}
+
+    def forward(x):
+        mask["m"] = (state.random(x.shape) > 0.5) * 2.0
+        return x * mask["m"]
+
+    def vjp(u, x):
+        forward(x)
+        return u * mask["m"]
+
+    assert structural_checks(forward, vjp, [X]).passed
+
+
+def test_check_layer_of_a_dropout_that_redraws_its_mask_is_inconclusive():
+    import gradprobe as gp
+
+    class Dropout:
+        def __init__(self):
+            self.rng = np.random.default_rng(0)
+
+        def forward(self, x):
+            self.mask = (self.rng.random(x.shape) > 0.5) * 2.0
+            return x * self.mask
+
+        def backward(self, g):
+            return g * self.mask
+
+    report = gp.check_layer(Dropout(), np.random.default_rng(1).standard_normal((4, 5)))
+    assert report.status == "inconclusive" and not report.passed
+    assert [f.kind for f in report.findings] == ["nondeterministic-forward"]

@@ -33,7 +33,9 @@ returns a :class:`StructuralResult` whose ``findings`` are
 ``zero-cotangent``              a zero cotangent gave a nonzero (or NaN) gradient
                                 (stale accumulated gradients, a constant added);
 ``nondeterministic-backward``   two calls with the same cotangent disagree by
-                                more than ``nondeterminism_tol``.
+                                more than ``nondeterminism_tol`` (while ``forward``
+                                reproduces its output: a forward that does not is
+                                the determinism rule's inconclusive finding).
 
 The checks raise nothing for these problems (exceptions raised by ``forward``
 or ``vjp`` themselves propagate unchanged); they report them.
@@ -345,6 +347,12 @@ def structural_checks(forward: Callable[..., Any], vjp: Callable[..., Any],
                     "cotangent", (name,)))
     if "nondeterministic-backward" in wanted:
         again = call(cotangent)[0]
+        if again is not None and _differs(again, usable, names, tol) and \
+                not _reproduces(forward, inputs, output, result):
+            # the forward pass itself gives another output (a dropout that redraws its
+            # mask, where vjp runs forward again): the backward may be right; that is the
+            # determinism rule's finding (nondeterministic-forward, inconclusive)
+            again = None
         if again is not None:
             for name, g, first in zip(names, again, usable):
                 if first is None or g is None:
@@ -370,6 +378,33 @@ def structural_checks(forward: Callable[..., Any], vjp: Callable[..., Any],
                     "of reused from the forward pass, unseeded sampling, races), or allow "
                     "it with nondeterminism_tol", (name,)))
     return result
+
+
+def _differs(again: Sequence[Any], first: Sequence[Any], names: Sequence[str],
+             tol: float) -> bool:
+    """Some gradient of ``again`` differs from ``first`` by more than ``tol`` times
+    its largest entry (the rule of the nondeterministic-backward check)."""
+    for _, g, f in zip(names, again, first):
+        if f is None or g is None or np.shape(g) != f.shape:
+            continue
+        difference = _difference(f, np.asarray(g))
+        if difference is not None and difference[0] > tol * (_largest(f)[0] if f.size else 0.0):
+            return True
+    return False
+
+
+def _reproduces(forward: Callable[..., Any], inputs: Sequence[np.ndarray], output: Any,
+                result: StructuralResult) -> bool:
+    """A second forward call on copies of ``inputs`` gives ``output`` bit for bit."""
+    again = forward(*[a.copy() for a in inputs])
+    result.forward_calls += 1
+    if isinstance(output, tuple):
+        again = tuple(again) if isinstance(again, (tuple, list)) else (again,)
+        return len(again) == len(output) and all(
+            np.shape(y) == x.shape and _difference(x, np.asarray(y)) is None
+            for x, y in zip(output, again))
+    again = np.asarray(again)
+    return again.shape == output.shape and _difference(output, again) is None
 
 
 def _shape_of(raw: Any) -> str:
