@@ -11,6 +11,7 @@ tensors themselves are handled by the one conversion of
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -52,6 +53,22 @@ class Inputs:
             out[i] = values[self.names[i]]
         return out
 
+
+
+def require(module: str, front_end: str, library: str, extra: str, pip: str) -> Any:
+    """Import the optional array library ``module`` of ``front_end``, or an
+    ImportError that says how to install it.
+
+    Examples
+    --------
+    >>> require("numpy", "gradprobe.torch", "NumPy", "test", "numpy").__name__
+    'numpy'
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - exercised without the library
+        raise ImportError(f"{front_end} needs {library}: pip install 'gradprobe[{extra}]' "
+                          f"(or pip install {pip})") from exc
 
 def argument_names(fn: Callable[..., Any], count: int, *, skip: int = 0,
                    default: str = "input[{i}]") -> list[str]:

@@ -17,19 +17,14 @@ import numpy as np
 from ..options import CheckOptions
 from ..problem.tensors import framework
 from ..report.reports import CheckReport
-from .autograd import adapter_notes, argument_names, select_inputs
+from .autograd import adapter_notes, argument_names, require, select_inputs
 from .vjp import vjp_check
 
 CHECK_FUNCTION = "gradprobe.jax.check_function"
 
 
 def _jax() -> Any:
-    try:
-        import jax
-    except ImportError as exc:  # pragma: no cover - exercised without JAX installed
-        raise ImportError("gradprobe.jax needs JAX: pip install 'gradprobe[jax]' "
-                          "(or pip install jax jaxlib)") from exc
-    return jax
+    return require("jax", "gradprobe.jax", "JAX", "jax", "jax jaxlib")
 
 
 def _is_checked(value: Any) -> bool:

@@ -347,50 +347,40 @@ def structural_checks(forward: Callable[..., Any], vjp: Callable[..., Any],
                     "cotangent", (name,)))
     if "nondeterministic-backward" in wanted:
         again = call(cotangent)[0]
-        if again is not None and _differs(again, usable, names, tol) and \
-                not _reproduces(forward, inputs, output, result):
+        disagreements = [] if again is None else _disagreements(again, usable, names, tol)
+        if disagreements and not _reproduces(forward, inputs, output, result):
             # the forward pass itself gives another output (a dropout that redraws its
             # mask, where vjp runs forward again): the backward may be right; that is the
             # determinism rule's finding (nondeterministic-forward, inconclusive)
-            again = None
-        if again is not None:
-            for name, g, first in zip(names, again, usable):
-                if first is None or g is None:
-                    continue
-                g = np.asarray(g)
-                if g.shape != first.shape:
-                    continue
-                difference = _difference(first, g)
-                if difference is None:
-                    continue
-                scale = _largest(first)[0] if first.size else 0.0
-                value, index = difference
-                if value <= tol * scale:
-                    continue
-                found.append(Finding(
-                    "nondeterministic-backward", "failed",
-                    f"nondeterministic-backward: two backward calls with the same cotangent "
-                    f"and inputs gave different gradients for {name} (largest difference "
-                    f"{value:.3g} at {_where(name, index)}, "
-                    f"{value / scale if scale else float('inf'):.3g} of its largest entry"
-                    f"{'' if tol == 0 else f', above nondeterminism_tol={tol:g}'}); "
-                    "remove the randomness from the backward pass (a mask redrawn instead "
-                    "of reused from the forward pass, unseeded sampling, races), or allow "
-                    "it with nondeterminism_tol", (name,)))
+            disagreements = []
+        for name, value, index, scale in disagreements:
+            found.append(Finding(
+                "nondeterministic-backward", "failed",
+                f"nondeterministic-backward: two backward calls with the same cotangent "
+                f"and inputs gave different gradients for {name} (largest difference "
+                f"{value:.3g} at {_where(name, index)}, "
+                f"{value / scale if scale else float('inf'):.3g} of its largest entry"
+                f"{'' if tol == 0 else f', above nondeterminism_tol={tol:g}'}); "
+                "remove the randomness from the backward pass (a mask redrawn instead "
+                "of reused from the forward pass, unseeded sampling, races), or allow "
+                "it with nondeterminism_tol", (name,)))
     return result
 
 
-def _differs(again: Sequence[Any], first: Sequence[Any], names: Sequence[str],
-             tol: float) -> bool:
-    """Some gradient of ``again`` differs from ``first`` by more than ``tol`` times
-    its largest entry (the rule of the nondeterministic-backward check)."""
-    for _, g, f in zip(names, again, first):
+def _disagreements(again: Sequence[Any], first: Sequence[Any], names: Sequence[str],
+                   tol: float) -> list[tuple[str, float, tuple[int, ...], float]]:
+    """``(name, largest difference, where, largest entry)`` of every gradient of
+    ``again`` that differs from ``first`` by more than ``tol`` times its largest
+    entry (gradients missing or of another shape are other checks' findings)."""
+    out = []
+    for name, g, f in zip(names, again, first):
         if f is None or g is None or np.shape(g) != f.shape:
             continue
         difference = _difference(f, np.asarray(g))
-        if difference is not None and difference[0] > tol * (_largest(f)[0] if f.size else 0.0):
-            return True
-    return False
+        scale = _largest(f)[0] if f.size else 0.0
+        if difference is not None and difference[0] > tol * scale:
+            out.append((name, difference[0], difference[1], scale))
+    return out
 
 
 def _reproduces(forward: Callable[..., Any], inputs: Sequence[np.ndarray], output: Any,

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 from ..options import CheckOptions
 from ..report.reports import CheckReport
-from .autograd import Inputs, adapter_notes, argument_names, select_inputs
+from .autograd import Inputs, adapter_notes, argument_names, require, select_inputs
 from .vjp import vjp_check
 
 CHECK_FUNCTION = "gradprobe.torch.check_function"
@@ -26,12 +26,7 @@ CHECK_MODULE = "gradprobe.torch.check_module"
 
 
 def _torch() -> Any:
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - exercised without torch installed
-        raise ImportError("gradprobe.torch needs PyTorch: pip install 'gradprobe[torch]' "
-                          "(or pip install torch)") from exc
-    return torch
+    return require("torch", "gradprobe.torch", "PyTorch", "torch", "torch")
 
 
 def function_names(fn: Callable[..., Any], count: int) -> list[str]:
