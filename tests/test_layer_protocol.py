@@ -519,3 +519,30 @@ def test_a_layer_survives_pickling_for_other_processes():
     copies = pickle.loads(pickle.dumps(LayerCopies(Nested(), [X])))
     y = copies.forward(input=X, **copies.point)
     np.testing.assert_array_equal(y, Nested().forward(X))
+
+
+def test_a_layer_class_is_a_factory_and_one_needing_arguments_is_a_clear_error():
+    class Scale:
+        def __init__(self, k=2.0):
+            self.k = k
+
+        def forward(self, x):
+            return self.k * x
+
+        def backward(self, g):
+            return self.k * g
+
+    class Needs:
+        def __init__(self, n):
+            self.n = n
+
+        def forward(self, x):
+            return x
+
+        def backward(self, g):
+            return g
+
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    assert gp.check_layer(Scale, x).passed
+    with pytest.raises(TypeError, match=r"check_layer: layer is the class Needs.*Needs\(\.\.\.\)"):
+        gp.check_layer(Needs, x)

@@ -107,7 +107,9 @@ class LayerCopies:
 
     def __init__(self, layer: Any, inputs: list[np.ndarray], *, params: Any = None,
                  grads: Any = None, reset: Callable[[Any], Any] | None = None, seed: int = 0):
-        self.factory = None if hasattr(layer, "forward") else layer
+        # a class is a factory too (its forward is not bound to a layer)
+        self.factory = layer if isinstance(layer, type) or not hasattr(layer, "forward") \
+            else None
         self.layer = layer
         self.inputs = inputs
         self.reset = reset
@@ -120,6 +122,11 @@ class LayerCopies:
         try:
             template = self.factory() if self.factory is not None else copy.deepcopy(layer)
         except Exception as exc:  # locks, handles, ... : fall back to the layer itself
+            if isinstance(layer, type) and isinstance(exc, TypeError):
+                raise TypeError(f"check_layer: layer is the class {layer.__name__}, and "
+                                f"{layer.__name__}() failed ({exc}); pass an instance "
+                                f"({layer.__name__}(...)) or a factory that takes no "
+                                "arguments") from exc
             if self.factory is not None:
                 raise
             template = layer
