@@ -145,7 +145,7 @@ def dense_rows(n: int = BENCH_SIZE, say: Say = _quiet,
     X, T = rng.standard_normal((BATCH, n)), rng.standard_normal((BATCH, n))
     from ..nn.backends import default_kernels
 
-    if default_kernels().name == "numba":  # the C kernels, when built, were compiled at install
+    if default_kernels().compiles_on_first_use:
         say("compiling gradprobe.nn's Numba kernels on their first call (loaded from Numba's "
             "disk cache on later runs) ...")
     else:

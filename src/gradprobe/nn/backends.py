@@ -37,6 +37,14 @@ class NumbaKernels:
     """The Numba kernels (threads: Numba's thread count)."""
 
     name = "numba"
+    #: The ``backend`` a report of a check on these kernels names.
+    report_backend = "nn-structured"
+    #: What the report's first note adds about the kernels ("" for none).
+    note = ""
+    #: Compiled on first use (then loaded from Numba's disk cache).
+    compiles_on_first_use = True
+    #: Threads follow Numba's thread count (the caller sets it from ``workers``).
+    numba_threads = True
     matmul = staticmethod(kernels.matmul)
     dense_forward = staticmethod(kernels.dense_forward)
     transpose = staticmethod(kernels.transpose)

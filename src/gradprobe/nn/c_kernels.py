@@ -121,6 +121,14 @@ class CKernels:
     """
 
     name = "cffi"
+    #: The ``backend`` a report of a check on these kernels names.
+    report_backend = "nn-structured-cffi"
+    #: What the report's first note adds about the kernels.
+    note = "; C kernels"
+    #: Compiled at install: nothing compiles on a first check.
+    compiles_on_first_use = False
+    #: pthreads of their own (``threads``), not Numba's.
+    numba_threads = False
 
     def __init__(self, threads: int | None = None):
         module = ckernel.require("cffi")

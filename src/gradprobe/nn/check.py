@@ -31,9 +31,6 @@ from .backends import NUMBA, kernel_set
 from .plan import Plan, make_plan
 from .sequential import Sequential, backward
 
-#: Name of this checker in reports, per kernel set (Numba kernels, or their C twin).
-REPORT_BACKENDS = {"numba": "nn-structured", "cffi": "nn-structured-cffi"}
-
 
 # -- options ---------------------------------------------------------------
 def _kernels(model: Any, opts: CheckOptions) -> tuple[int | None, Any]:
@@ -41,7 +38,7 @@ def _kernels(model: Any, opts: CheckOptions) -> tuple[int | None, Any]:
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a gradprobe.nn.Sequential, got {type(model).__name__}")
     kernels = kernel_set(opts.backend, opts.workers)
-    if kernels.name == "cffi":
+    if not kernels.numba_threads:
         return None, kernels
     workers = opts.workers
     if workers is not None and workers > numba.config.NUMBA_NUM_THREADS:
@@ -275,13 +272,13 @@ def run_model_check(model: Sequential, X: Any, T: Any, grads: Any,
     diagnose_all(reports)
     notes = ["structured evaluation: every perturbed loss is a difference from one cached "
              "forward pass; error bars bound the rounding of each computed difference"
-             + ("; C kernels" if kernels.name == "cffi" else "")]
+             + kernels.note]
     upcasted = plan.eval_dtype != model.dtype
     if upcasted:
         notes.append(f"{model.dtype} parameters evaluated in float64 (upcast); pass "
                      "upcast=False to evaluate in the model's dtype")
     return CheckReport(params=reports, method=method, mode=mode,
-                       backend=REPORT_BACKENDS[kernels.name],
+                       backend=kernels.report_backend,
                        evaluations=int(evaluations), seconds=time.perf_counter() - start,
                        upcast=bool(upcasted), noise=plan.eps * abs(plan.loss.value),
                        loss=plan.loss.value, notes=notes)
