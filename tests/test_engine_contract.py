@@ -571,3 +571,37 @@ def test_the_progress_bar_wrapper_hands_every_engine_method_to_the_engine():
     wrapped.progress_chunk(10)
     wrapped.close()
     assert methods <= set(calls), methods - set(calls)
+
+
+def test_threads_of_the_python_engine_stop_once_another_thread_raises():
+    """When f raises in one thread, the others stop at their next entry.
+
+    Without the stop signal the pool's shutdown waits for every other chunk to
+    run to its end: f keeps being called for a check that has already failed
+    (and a second Ctrl-C during that wait would leave those threads running).
+    """
+    import threading
+    import time as _time
+
+    calls = {"after": 0}
+    per_thread: dict[str, int] = {}
+    failed = threading.Event()
+    n = 400
+
+    def loss(w):
+        name = threading.current_thread().name
+        per_thread[name] = per_thread.get(name, 0) + 1
+        if failed.is_set():
+            calls["after"] += 1
+        elif w[150] != 0.5 and per_thread[name] > 100:  # entry 150, in the first chunk
+            failed.set()
+            raise RuntimeError("boom")
+        _time.sleep(1e-4)
+        return float(np.sum(w * w))
+
+    w = np.full(n, 0.5)
+    with pytest.raises(RuntimeError, match="boom"):
+        gp.check(loss, w, 2 * w, backend="python", workers=2, progress=False)
+    print(f"calls of f after the failure: {calls['after']} (about 100 without the stop)")
+    assert calls["after"] <= 4, calls
+    assert np.array_equal(w, np.full(n, 0.5))

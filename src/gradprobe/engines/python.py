@@ -8,6 +8,7 @@ spends its time in NumPy calls that release the GIL (matrix products).
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,13 +49,20 @@ class PythonEngine(Engine):
             return out
         bounds = np.linspace(0, len(entries), self.workers + 1).astype(int)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers)
+        # Set on the way out (an error in f, Ctrl-C): the other threads stop at
+        # their next entry, so even a second Ctrl-C during the shutdown below
+        # leaves no thread calling f after this method has returned or raised.
+        stop = threading.Event()
         try:
             futures = [
                 pool.submit(_evaluate_chunk, problem, param, entries[lo:hi], points[lo:hi],
-                            out[lo:hi], [a.copy() for a in problem.working])
+                            out[lo:hi], [a.copy() for a in problem.working], stop)
                 for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
             for fut in futures:
                 fut.result()
+        except BaseException:
+            stop.set()
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         problem.evaluations += points.size
@@ -62,12 +70,18 @@ class PythonEngine(Engine):
 
 
 def _evaluate_chunk(problem: "Problem", param: int, entries: np.ndarray,
-                    points: np.ndarray, out: np.ndarray, arrays: list[np.ndarray]) -> None:
-    """Evaluate ``f`` at every point of ``entries``, perturbing ``arrays[param]`` in place."""
+                    points: np.ndarray, out: np.ndarray, arrays: list[np.ndarray],
+                    stop: threading.Event | None = None) -> None:
+    """Evaluate ``f`` at every point of ``entries``, perturbing ``arrays[param]`` in place.
+
+    Returns early, with ``arrays`` restored, once ``stop`` is set.
+    """
     flat = arrays[param].reshape(-1)
     f, call, args = problem.f, problem.paramset.call, problem.args
     complex_ok = problem.complex_step
     for row, index in enumerate(entries):
+        if stop is not None and stop.is_set():
+            return
         original = flat[index]
         try:
             for col in range(points.shape[1]):
