@@ -425,6 +425,13 @@ VERIFY_ENTRIES = 3
 #: A grouping is rejected when a verification differs from the compressed
 #: columns by more than this many times the two error bars together.
 VERIFY_BAR_FACTOR = 2.0
+#: Entries evaluated alone, at most, to settle the outputs where the random
+#: direction disagrees with the grouped columns (two evaluations each, plus two
+#: per group they belong to): the larger of this many and this share of the
+#: parameter's entries (entry by entry costs about six per entry); beyond it the
+#: grouping is rejected (``differences/compression.py``).
+VERIFY_CONFIRM_ENTRIES = 32
+VERIFY_CONFIRM_SHARE = 1 / 16
 #: From this many outputs on, the central difference along a line through an
 #: array-valued function and a compressed group's bookkeeping run in fused Numba
 #: kernels (gradprobe.differences.line_kernel: the same bits as NumPy's passes);

@@ -301,8 +301,48 @@ def run_groups(columns: Columns, grouping: Grouping, sink: Sink,
     # would be too optimistic. Richardson's bar is measured (|d1 - d2|).
     method = "complex" if columns.method == "complex" else "richardson"
     est = columns.line(np.arange(size), xi, what="a random direction", method=method)
-    if _outside(est.value, along, est.error_bar + along_bar).any():
-        return "a random directional derivative disagrees with the grouped columns"
+    disagree = np.flatnonzero(_outside(est.value, along, est.error_bar + along_bar))
+    if disagree.size:
+        return _confirm_outputs(columns, grouping, disagree, name, shape)
+    return None
+
+
+def _confirm_outputs(columns: Columns, grouping: Grouping, outputs: np.ndarray, name: str,
+                     shape: tuple[int, ...]) -> str | None:
+    """Settle a directional disagreement at some outputs entry by entry.
+
+    The random direction moves every entry at once, so its derivative is a
+    screen: a wrong grouping shows there, but so can rounding that its error
+    bar underrates (an output that cancels, such as ``1 + tanh(z)`` at large
+    negative ``z``, is a staircase whose treads the noise probe's short moves
+    do not reach). What decides is whether the grouping mixed anything into
+    those outputs: each of their owners is evaluated alone and must agree with
+    its group's column at every output (the test of :func:`_verify_entries`),
+    group after group, stopping at the first that does not. When the outputs
+    have more owners than ``config.VERIFY_CONFIRM_ENTRIES`` or
+    ``config.VERIFY_CONFIRM_SHARE`` of the entries, the grouping is rejected.
+    """
+    reason = "a random directional derivative disagrees with the grouped columns"
+    size = int(np.prod(shape, dtype=np.int64))
+    limit = max(config.VERIFY_CONFIRM_ENTRIES, int(config.VERIFY_CONFIRM_SHARE * size))
+    by_group: dict[int, np.ndarray] = {}
+    count = 0
+    for g in range(grouping.groups):
+        owners = grouping.owners(g)[outputs]
+        mine = np.unique(owners[owners >= 0])
+        if mine.size:
+            by_group[g] = mine
+            count += mine.size
+            if count > limit:
+                return reason
+    for g, entries in by_group.items():
+        est = columns.line(grouping.members(g), what="a group, again")
+        owners = grouping.owners(g)
+        captured = {int(j): (owners == j, est.value / columns.scale[j],
+                             est.error_bar / columns.scale[j]) for j in entries}
+        found = _verify_entries(columns, entries, captured, name, shape)
+        if found:
+            return f"{reason}, and {found}"
     return None
 
 
