@@ -17,8 +17,14 @@ import numpy as np
 METHODS = ("central", "forward", "richardson", "complex")
 #: Modes accepted by ``check``.
 MODES = ("full", "sample", "directional", "auto")
+#: The engines, in the order ``backend="auto"`` asks them (the Python engine,
+#: which takes any f, last). This is their registry: each name is a module of
+#: :mod:`gradprobe.engines` that defines the :class:`~gradprobe.engines.base.Engine`
+#: of that name (:mod:`gradprobe.engines.select` loads them). Adding an engine
+#: is its module, its name here and its case in tests/test_engine_contract.py.
+ENGINES = ("cffi", "numba", "dask", "python")
 #: Backends accepted by ``check`` (``auto`` picks the fastest available).
-BACKENDS = ("auto", "python", "numba", "cffi", "dask")
+BACKENDS = ("auto", *ENGINES)
 #: Methods of the structured model check (``check_model``; its kernels are
 #: real, so there is no complex step).
 MODEL_METHODS = ("central", "forward", "richardson")

@@ -5,26 +5,37 @@ Every engine is a subclass of :class:`~gradprobe.engines.base.Engine` listed in
 :meth:`~gradprobe.engines.base.Engine.claims` ``f`` (the Python engine, last,
 takes anything); ``backend=<name>`` picks the engine of that name, which
 first :meth:`~gradprobe.engines.base.Engine.accept`\\ s ``f`` or says why not.
-Nothing here knows what any engine is: adding one is a module and a line in
-:data:`ENGINES` (and an entry in ``tests/test_engine_contract.py``'s fixture).
+Nothing here knows what any engine is: adding one is a module and its name in
+``config.ENGINES`` (which ``backend=`` is validated against), and an entry in
+``tests/test_engine_contract.py``'s fixture.
 """
 from __future__ import annotations
 
-from .base import Engine
-from .cffi import CffiEngine, as_loss
-from .dask import DaskEngine
-from .numba import NumbaEngine
-from .python import PythonEngine
+import importlib
 
-__all__ = ["ENGINES", "as_loss", "engine_class", "local_engine", "select_engine"]
+from .. import config
+from .base import Engine
+from .cffi import as_loss
+
+__all__ = ["ENGINES", "as_loss", "engine_class", "engine_named", "local_engine",
+           "select_engine"]
+
+
+def _load(name: str) -> type[Engine]:
+    """The engine class named ``name``, from the module ``gradprobe.engines.<name>``."""
+    module = importlib.import_module(f"{__package__}.{name}")
+    found = [value for value in vars(module).values()
+             if isinstance(value, type) and issubclass(value, Engine)
+             and value.__module__ == module.__name__ and value.name == name]
+    if len(found) != 1:
+        raise ImportError(f"config.ENGINES names {name!r}, but gradprobe.engines.{name} "
+                          f"defines {len(found)} Engine subclasses named {name!r} (it must "
+                          "define exactly one)")
+    return found[0]
+
 
 #: Every engine, in the order ``backend="auto"`` asks them (the Python engine takes any f).
-ENGINES: tuple[type[Engine], ...] = (
-    CffiEngine,
-    NumbaEngine,
-    DaskEngine,
-    PythonEngine,
-)
+ENGINES: tuple[type[Engine], ...] = tuple(_load(name) for name in config.ENGINES)
 
 
 def engine_class(backend: str, f: object) -> type[Engine]:
@@ -47,6 +58,20 @@ def engine_class(backend: str, f: object) -> type[Engine]:
     for cls in ENGINES:
         if cls.name == backend:
             cls.accept(f)
+            return cls
+    raise ValueError(f"backend {backend!r} is not available")
+
+
+def engine_named(backend: str) -> type[Engine]:
+    """The registered engine class called ``backend``.
+
+    Examples
+    --------
+    >>> engine_named("python").runs_groups, engine_named("cffi").runs_groups
+    (True, False)
+    """
+    for cls in ENGINES:
+        if cls.name == backend:
             return cls
     raise ValueError(f"backend {backend!r} is not available")
 
