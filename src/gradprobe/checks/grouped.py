@@ -29,7 +29,7 @@ from ..differences.compression import (Columns, JacobianSink, VjpSink, describe,
 from ..differences.grouping import PatternGrouping, pattern_grouping, split_sparsity
 from ..differences.stencils import Estimate, Stencil
 from ..differences.vector import VectorFunction
-from ..engines.select import select_engine
+from ..engines.select import engine_named, select_engine
 from ..options import CheckOptions
 from ..problem.params import ParamSet
 from ..problem.point import prepare
@@ -87,7 +87,7 @@ def why_not_grouped(opts: CheckOptions) -> str | None:
     if opts.mode != "full":
         return f"mode={opts.mode!r} checks chosen entries" if opts.mode == "sample" else \
             f"mode={opts.mode!r}"
-    if opts.backend not in ("auto", "python", "dask"):
+    if opts.backend != "auto" and not engine_named(opts.backend).runs_groups:
         return f"backend={opts.backend!r} evaluates the entries"
     return None
 

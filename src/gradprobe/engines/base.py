@@ -70,6 +70,10 @@ class Engine(abc.ABC):
     #: True for an engine that runs local engines elsewhere and takes ``client=``
     #: (Dask); ``backend="auto"`` never picks it.
     distributed: ClassVar[bool] = False
+    #: True when the engine runs the compressed groups of an array-valued ``f``
+    #: (:meth:`evaluate_outputs`, for check_vjp and check_layer); False for an
+    #: engine of scalar losses only, whose layer checks then go entry by entry.
+    runs_groups: ClassVar[bool] = True
     #: True when the engine moves a progress bar itself, calling
     #: :attr:`report_progress` as its work completes; otherwise a bar hands it
     #: entries in chunks of :meth:`progress_chunk`.

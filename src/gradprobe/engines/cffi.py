@@ -341,6 +341,7 @@ class CffiEngine(Engine):
     """
 
     name = "cffi"
+    runs_groups = False  # a C loss returns one double: no array outputs
 
     @classmethod
     def claims(cls, f: object) -> bool:
