@@ -262,6 +262,23 @@ def test_every_registered_engine_has_a_case_and_a_backend_name():
     assert {cls.name for cls in select.ENGINES} == set(ENGINE_CASES)
     assert set(config.BACKENDS) == {"auto"} | set(ENGINE_CASES)  # what backend= accepts
     assert select.ENGINES[-1] is PythonEngine  # auto's catch-all comes last
+    assert [cls.name for cls in select.ENGINES] == list(config.ENGINES)  # auto's order
+
+
+def test_a_registry_name_without_its_engine_is_a_clear_error():
+    with pytest.raises(ImportError, match="config.ENGINES names 'base', but "
+                                          "gradprobe.engines.base defines 0 Engine"):
+        select._load("base")
+
+
+def test_only_engines_that_run_groups_get_compressed_layer_checks():
+    assert {cls.name for cls in select.ENGINES if not cls.runs_groups} == {"cffi"}
+    from gradprobe.checks.grouped import why_not_grouped
+    from gradprobe.options import CheckOptions
+
+    assert why_not_grouped(CheckOptions(backend="cffi")) == \
+        "backend='cffi' evaluates the entries"
+    assert why_not_grouped(CheckOptions(backend="numba")) is None
 
 
 def test_the_base_class_names_what_an_engine_must_provide():

@@ -26,7 +26,8 @@ def _load(name: str) -> type[Engine]:
     module = importlib.import_module(f"{__package__}.{name}")
     found = [value for value in vars(module).values()
              if isinstance(value, type) and issubclass(value, Engine)
-             and value.__module__ == module.__name__ and value.name == name]
+             and value.__module__ == module.__name__
+             and getattr(value, "name", None) == name]
     if len(found) != 1:
         raise ImportError(f"config.ENGINES names {name!r}, but gradprobe.engines.{name} "
                           f"defines {len(found)} Engine subclasses named {name!r} (it must "
