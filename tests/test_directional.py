@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import gradprobe as gp
+from gradprobe.options import CheckOptions
 from gradprobe.checks.directional import directional_check
 from gradprobe.differences.directional import DirectionalProbe
 from gradprobe.engines.python import displace
@@ -351,8 +352,7 @@ def test_engines_without_evaluate_directions_fall_back_to_the_python_loop():
     paramset = ParamSet.from_user(x, chain)
     problem = prepare(chain, paramset, (), upcast=True, complex_step=False, seed=0)
     reports, summary, _ = directional_check(
-        problem, EntryOnlyEngine(), Stencil("central"), [g], eps=None, rtol=None,
-        atol=None, directions=4, seed=0)
+        problem, EntryOnlyEngine(), Stencil("central"), [g], CheckOptions(), directions=4)
     assert reports["x"].failed_indices == [(2999,)]
     assert problem.evaluations == sum(summary["evaluations"].values())
 

@@ -16,6 +16,7 @@ from ..differences.estimation import select_entries
 from ..differences.localization import search
 from ..differences.stencils import Stencil
 from ..engines.base import Engine
+from ..options import CheckOptions
 from ..problem.point import Problem
 from ..verdict.compare import gradient_scale
 from ..verdict.entries import check_entries
@@ -23,8 +24,7 @@ from ..verdict.entries import check_entries
 
 
 def directional_check(problem: Problem, engine: Engine, stencil: Stencil,
-                      grads: Sequence[np.ndarray], *, eps: float | None,
-                      rtol: float | None, atol: float | None, directions: int, seed: int,
+                      grads: Sequence[np.ndarray], opts: CheckOptions, *, directions: int,
                       samples: int | None = None, budget_s: float | None = None,
                       ) -> tuple[dict, dict, list[str]]:
     """Directional checks, localization on failure, then the per-entry verdict.
@@ -35,13 +35,11 @@ def directional_check(problem: Problem, engine: Engine, stencil: Stencil,
         As for a full check.
     grads : list of ndarray
         The analytic gradient, one array per parameter.
-    eps, rtol, atol
+    opts : CheckOptions
         The user's step and tolerances (the tolerances apply to the entries
-        judged one by one).
+        judged one by one), and the seed of the directions and of the sample.
     directions : int
         Random directions per detection round.
-    seed : int
-        Seed of the directions and of the sample.
     samples : int, optional
         Also judge this many entries of every parameter one by one
         (``mode="auto"``).
@@ -63,6 +61,7 @@ def directional_check(problem: Problem, engine: Engine, stencil: Stencil,
     --------
     >>> import numpy as np
     >>> from gradprobe.engines.python import PythonEngine
+    >>> from gradprobe.options import CheckOptions
     >>> from gradprobe.problem.params import ParamSet
     >>> from gradprobe.problem.point import prepare
     >>> f = lambda w: float(np.sum(np.sin(w)))
@@ -71,12 +70,13 @@ def directional_check(problem: Problem, engine: Engine, stencil: Stencil,
     ...                   complex_step=False, seed=0)
     >>> grad = np.cos(w); grad[1000] += 0.01
     >>> reports, summary, _ = directional_check(
-    ...     problem, PythonEngine(), Stencil("central"), [grad], eps=None, rtol=None,
-    ...     atol=None, directions=4, seed=0)
+    ...     problem, PythonEngine(), Stencil("central"), [grad], CheckOptions(),
+    ...     directions=4)
     >>> reports["w"].failed_indices, summary["failed"]
     ([(1000,)], 4)
     """
 
+    eps, seed = opts.eps, opts.seed
     setup = problem.evaluations
     probe = DirectionalProbe(problem, engine, grads, eps)
     found = search(probe, directions, seed)
@@ -105,8 +105,8 @@ def directional_check(problem: Problem, engine: Engine, stencil: Stencil,
             res = None
         else:
             entries = np.union1d(found.candidates[p], sample).astype(np.int64)
-        report = check_entries(problem, engine, stencil, p, entries, grads[p], eps=eps,
-                               rtol=rtol, atol=atol, gradient_scale=scale)
+        report = check_entries(problem, engine, stencil, p, entries, grads[p], opts,
+                               gradient_scale=scale)
         report.resolution = res
         reports[name] = report
         if res is not None:

@@ -18,7 +18,7 @@ and why.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -225,8 +225,9 @@ def _judge(sinks: dict[int, tuple[VjpSink, str]], paramset: ParamSet, args: tupl
                                       complex_step=opts.method == "complex", seed=opts.seed)
                     engine = select_engine("python", loss, None)
                 per_entry = check_entries(problem, engine, Stencil(opts.method), p, flagged,
-                                          grad, eps=opts.eps, rtol=report.rtol,
-                                          atol=report.atol, gradient_scale=scale)
+                                          grad, replace(opts, rtol=report.rtol,
+                                                        atol=report.atol),
+                                          gradient_scale=scale)
                 report = splice(report, flagged, per_entry)
             runs[k][name] = report
         if problem is not None:

@@ -452,8 +452,7 @@ def _by_entry(run: _Run) -> tuple[dict, Any, list[str]]:
         entries = select_entries(array.size, run.samples, opts.seed, p) \
             if opts.mode == "sample" else None
         reports[name] = check_entries(run.problem, run.engine, run.stencil, p, entries,
-                                      run.grads[p], eps=opts.eps, rtol=opts.rtol,
-                                      atol=opts.atol, gradient_scale=scale)
+                                      run.grads[p], opts, gradient_scale=scale)
     return reports, None, []
 
 
@@ -461,10 +460,8 @@ def _directional(sampled: bool) -> Callable[[_Run], tuple[dict, Any, list[str]]]
     """Random directions with localization; with ``sampled`` (auto's fallback) plus a
     sample of every parameter, and dense errors checked entry by entry within the budget."""
     def check(run: _Run) -> tuple[dict, Any, list[str]]:
-        opts = run.opts
-        return directional_check(run.problem, run.engine, run.stencil, run.grads,
-                                 eps=opts.eps, rtol=opts.rtol, atol=opts.atol,
-                                 directions=run.directions, seed=opts.seed,
+        return directional_check(run.problem, run.engine, run.stencil, run.grads, run.opts,
+                                 directions=run.directions,
                                  samples=run.samples if sampled else None,
                                  budget_s=run.budget_s if sampled else None)
     return check

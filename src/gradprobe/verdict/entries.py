@@ -11,6 +11,7 @@ from .. import config
 from ..differences.estimation import confirm_entries, estimate_entries, one_sided
 from ..differences.stencils import Estimate, Stencil
 from ..engines.base import Engine
+from ..options import CheckOptions
 from ..problem.point import Problem
 from ..report.reports import ParamReport
 from .compare import compare_param, default_atol, default_rtol, tolerance
@@ -18,10 +19,11 @@ from .compare import compare_param, default_atol, default_rtol, tolerance
 
 
 def check_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int,
-                  entries: np.ndarray | None, grad: np.ndarray, *, eps: float | None,
-                  rtol: float | None, atol: float | None,
+                  entries: np.ndarray | None, grad: np.ndarray, opts: CheckOptions, *,
                   gradient_scale: float = 0.0) -> ParamReport:
     """Estimate and judge ``entries`` of one parameter: the per-entry check.
+
+    ``opts`` gives the user's step and tolerances (``eps``, ``rtol``, ``atol``).
 
     Failing central/forward estimates are confirmed with Richardson's formula
     and kink candidates with one-sided differences at a smaller step, exactly
@@ -32,6 +34,7 @@ def check_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int
     --------
     >>> import numpy as np
     >>> from gradprobe.engines.python import PythonEngine
+    >>> from gradprobe.options import CheckOptions
     >>> from gradprobe.problem.params import ParamSet
     >>> from gradprobe.problem.point import prepare
     >>> f = lambda w: float(np.sum(w ** 3))
@@ -39,11 +42,11 @@ def check_entries(problem: Problem, engine: Engine, stencil: Stencil, param: int
     >>> problem = prepare(f, ParamSet.from_user(w, f), (), upcast=True,
     ...                   complex_step=False, seed=0)
     >>> r = check_entries(problem, PythonEngine(), Stencil("central"), 0,
-    ...                   np.array([2]), np.array([3.0, 12.0, 30.0]), eps=None,
-    ...                   rtol=None, atol=None)
+    ...                   np.array([2]), np.array([3.0, 12.0, 30.0]), CheckOptions())
     >>> r.checked, r.failed_indices
     (1, [(2,)])
     """
+    eps, rtol, atol = opts.eps, opts.rtol, opts.atol
     array = problem.paramset.arrays[param]
     if entries is not None:
         entries = np.asarray(entries, dtype=np.int64)
