@@ -23,6 +23,15 @@ up and once while a thread samples the resident set every millisecond, and
 records the peak growth over the resident set before that check, in MB and
 in multiples of the parameter bytes (``config.FULL_CHECK_PEAK_FACTOR`` is the
 documented bound); ``spread`` is the slowest timed round over the fastest.
+
+Warm-up: two checks, the first report still alive while the second runs, as
+in a loop that keeps the last report. That reaches the process's steady
+memory high-water mark before the timed rounds (which also keep the
+previous report alive). Without it, the first timed round that holds two
+reports touches memory the process never used before. On this VM that
+first touch is slow: kernels writing fresh pages took 2-4x longer. The round
+then looked 2x slower than the others, and the run's spread was about 2.
+After 2 GB touched once, the spread was 1.2-1.3 (/tmp/spread5.py, 2026-12-02).
 ``GRADPROBE_BENCH_LARGE=1`` adds Dense(8192, 8192) (67M entries, 512 MB of
 parameters): one check in a subprocess (no warm-up: its first round), its
 time and peak memory.
@@ -295,7 +304,9 @@ def test_w1_dense_full_check(benchmark, request, gemm_flops, n, loss):
     model, X, T = dense_problem(n, loss)
     grads = model.gradients(X, T)
     entries = n * n + n
-    nn.check_model(model, X, T, grads)  # warm-up: JIT cache, first-touch memory
+    kept = nn.check_model(model, X, T, grads)  # warm-up: JIT cache, and the memory
+    nn.check_model(model, X, T, grads)         # of two live reports (see above)
+    del kept
     report = benchmark.pedantic(nn.check_model, args=(model, X, T, grads),
                                 rounds=ROUNDS[n], iterations=1)
     assert report.passed and report.params["0.W"].checked == n * n
