@@ -19,9 +19,9 @@ METHODS = ("central", "forward", "richardson", "complex")
 MODES = ("full", "sample", "directional", "auto")
 #: The engines, in the order ``backend="auto"`` asks them (the Python engine,
 #: which takes any f, last). This is their registry: each name is a module of
-#: :mod:`gradprobe.engines` that defines the :class:`~gradprobe.engines.base.Engine`
-#: of that name (:mod:`gradprobe.engines.select` loads them). Adding an engine
-#: is its module, its name here and its case in tests/test_engine_contract.py.
+#: ``gradprobe.engines`` that defines the ``Engine`` subclass of that name
+#: (``gradprobe.engines.select`` loads them). Adding an engine is its module,
+#: its name here and its case in tests/test_engine_contract.py.
 ENGINES = ("cffi", "numba", "dask", "python")
 #: Backends accepted by ``check`` (``auto`` picks the fastest available).
 BACKENDS = ("auto", *ENGINES)
